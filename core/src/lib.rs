@@ -1,0 +1,46 @@
+//! # wxpay-core
+//!
+//! The sans-IO core of wxpay: every signature, verification and decryption of the WeChat Pay
+//! mini-program payment flow, APIv2 and APIv3, byte-exact against the project's known-answer
+//! vectors.
+//!
+//! No IO happens here: the current time comes in as `now` (unix seconds), randomness as a
+//! [`rand_core::CryptoRng`], keys as PEM text. Outputs are values (headers, parameter objects,
+//! decrypted payloads) that the caller sends or stores. The same code runs natively in the host
+//! and as WebAssembly in Node and edge runtimes.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`nonce`] | `nonce_str` and timestamps |
+//! | [`v2`] | APIv2: canonical string, MD5/HMAC-SHA256, XML, notifications, `req_info` |
+//! | [`v3`] | APIv3: `Authorization`, `paySign`, response/notification verification, certificates |
+//! | [`keys`] | [`MerchantSigner`], [`PlatformKeys`], [`PublicKey`] |
+//! | [`aead`] | `AEAD_AES_256_GCM` resource decryption |
+//! | [`provider`] | the RSA primitives behind [`CryptoProvider`] (RustCrypto, AWS-LC, JS) |
+//! | [`error`] | the one [`Error`] enum with its stable [`Error::code`] |
+//!
+//! ```
+//! use wxpay_core::{MerchantSigner, provider::default_provider, v3};
+//! # let pem = include_str!("../../tests/vectors/keys/merchant_private_key.pem");
+//! let signer = MerchantSigner::from_pem(default_provider(), pem, "1900009191", "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C")?;
+//! let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+//! let params = v3::pay_sign(&signer, &mut rng, "wxd678efh567hg6787", "1436213027",
+//!     "LTLAPA35fRi2hj0gUisAgkya7T4JkffT", "wxd27f5e9749ce86b5799569ed4a7d771a")?;
+//! assert_eq!(params.sign_type, "RSA");
+//! # Ok::<(), wxpay_core::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod error;
+pub mod keys;
+pub mod nonce;
+pub mod provider;
+pub mod v2;
+pub mod v3;
+
+pub use error::{Error, Result};
+pub use keys::{MerchantSigner, PlatformKeys, PublicKey};
+pub use nonce::{nonce_str, timestamp};
+pub use provider::CryptoProvider;
+pub use rand_core;

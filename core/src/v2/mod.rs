@@ -1,0 +1,355 @@
+//! APIv2: MD5 / HMAC-SHA256 signatures over the canonical parameter string, XML bodies and
+//! notifications, the v2 `wx.requestPayment` parameters and refund `req_info` decryption.
+//! (WeChat Pay APIv2, "安全规范": 签名算法.)
+
+mod req_info;
+mod xml;
+
+pub use req_info::decrypt_req_info;
+pub use xml::{MAX_XML_LEN, parse_xml, reply_xml, to_xml};
+
+use crate::{Error, Result};
+use hmac::{Hmac, KeyInit, Mac};
+use md5::{Digest, Md5};
+use serde::Serialize;
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The merchant's APIv2 key (`key` in the merchant platform), zeroized on drop; `Debug`
+/// redacts it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ApiV2Key(Vec<u8>);
+
+impl fmt::Debug for ApiV2Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiV2Key(<redacted>)")
+    }
+}
+
+impl ApiV2Key {
+    /// Wraps the key. WeChat issues 32-character keys; the algorithm itself accepts any length,
+    /// so no length is enforced here.
+    #[must_use]
+    pub fn new(key: &str) -> Self {
+        Self(key.as_bytes().to_vec())
+    }
+
+    pub(crate) fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The APIv2 signature algorithm (`sign_type` / `signType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SignType {
+    /// `MD5`: upper-case hex MD5 of `canonical&key=KEY` (the default when `sign_type` is absent).
+    #[serde(rename = "MD5")]
+    Md5,
+    /// `HMAC-SHA256`: upper-case hex HMAC-SHA256 of `canonical&key=KEY`, keyed with KEY.
+    #[serde(rename = "HMAC-SHA256")]
+    HmacSha256,
+}
+
+impl SignType {
+    /// The wire name (`MD5` or `HMAC-SHA256`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::HmacSha256 => "HMAC-SHA256",
+        }
+    }
+}
+
+impl FromStr for SignType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "MD5" => Ok(Self::Md5),
+            "HMAC-SHA256" => Ok(Self::HmacSha256),
+            _ => Err(Error::Malformed("sign_type must be MD5 or HMAC-SHA256")),
+        }
+    }
+}
+
+impl fmt::Display for SignType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signature together with the exact string it was computed over (without `&key=…`), to
+/// compare with what WeChat Pay reports when it answers "签名错误".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signed {
+    /// `k=v&k=v…` as signed (the key suffix omitted).
+    pub string_to_sign: String,
+    /// Upper-case hex signature.
+    pub sign: String,
+}
+
+/// The canonical string: keys in ASCII order, `sign` and empty values skipped, `k=v` joined by
+/// `&`, values as they are (no URL encoding).
+#[must_use]
+pub fn canonical_string(params: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (k, v) in params {
+        if k == "sign" || v.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+fn upper_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn digest(canonical: &str, key: &ApiV2Key, sign_type: SignType) -> String {
+    // The key is appended as `&key=KEY`, even when the canonical string is empty.
+    match sign_type {
+        SignType::Md5 => {
+            let mut h = Md5::new();
+            h.update(canonical.as_bytes());
+            h.update(b"&key=");
+            h.update(key.expose());
+            upper_hex(&h.finalize())
+        }
+        SignType::HmacSha256 => {
+            // HMAC accepts keys of any length: this cannot fail.
+            let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
+                Ok(m) => m,
+                Err(_) => unreachable!("HMAC takes keys of any length"),
+            };
+            m.update(canonical.as_bytes());
+            m.update(b"&key=");
+            m.update(key.expose());
+            upper_hex(&m.finalize().into_bytes())
+        }
+    }
+}
+
+/// Signs `params` (any `sign` entry is ignored).
+#[must_use]
+pub fn sign(params: &BTreeMap<String, String>, key: &ApiV2Key, sign_type: SignType) -> Signed {
+    let string_to_sign = canonical_string(params);
+    let sign = digest(&string_to_sign, key, sign_type);
+    Signed {
+        string_to_sign,
+        sign,
+    }
+}
+
+/// Verifies `params["sign"]` over the other parameters, in constant time, accepting either hex
+/// case.
+///
+/// # Errors
+/// [`Error::SignatureMismatch`] if `sign` is missing or does not match.
+pub fn verify(
+    params: &BTreeMap<String, String>,
+    key: &ApiV2Key,
+    sign_type: SignType,
+) -> Result<()> {
+    let received = params.get("sign").ok_or(Error::SignatureMismatch)?;
+    let expected = digest(&canonical_string(params), key, sign_type);
+    let received = received.to_ascii_uppercase();
+    if bool::from(expected.as_bytes().ct_eq(received.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Error::SignatureMismatch)
+    }
+}
+
+/// Parses and verifies an APIv2 notification (payment result, etc.) over every field received.
+///
+/// `order_sign_type` is the sign type the order was placed with; a `sign_type` field in the
+/// notification overrides it.
+///
+/// # Errors
+/// [`Error::Malformed`] for bad XML or an unknown `sign_type`; [`Error::SignatureMismatch`] for
+/// a missing or wrong `sign`.
+pub fn verify_notification(
+    xml: &str,
+    key: &ApiV2Key,
+    order_sign_type: SignType,
+) -> Result<BTreeMap<String, String>> {
+    let fields = parse_xml(xml)?;
+    let sign_type = match fields.get("sign_type") {
+        Some(s) => s.parse()?,
+        None => order_sign_type,
+    };
+    verify(&fields, key, sign_type)?;
+    Ok(fields)
+}
+
+/// A signed XML request body (e.g. for `unifiedorder`): `params` plus `sign`.
+///
+/// When signing with HMAC-SHA256, include `sign_type=HMAC-SHA256` in `params` (WeChat reads it
+/// to choose the algorithm).
+///
+/// # Errors
+/// [`Error::Malformed`] if a parameter name is not a valid XML element name.
+pub fn signed_xml(
+    params: &BTreeMap<String, String>,
+    key: &ApiV2Key,
+    sign_type: SignType,
+) -> Result<Signed> {
+    let signed = sign(params, key, sign_type);
+    let mut all = params.clone();
+    all.insert("sign".to_owned(), signed.sign.clone());
+    Ok(Signed {
+        string_to_sign: signed.string_to_sign,
+        sign: to_xml(&all)?,
+    })
+}
+
+/// The v2 `wx.requestPayment` parameters, serialized with WeChat's camelCase names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestPaymentV2 {
+    /// `appId` (signed, though `wx.requestPayment` does not take it).
+    pub app_id: String,
+    /// `timeStamp`, decimal seconds.
+    pub time_stamp: String,
+    /// `nonceStr`.
+    pub nonce_str: String,
+    /// `package`: `prepay_id=…`.
+    pub package: String,
+    /// `signType`: `MD5` or `HMAC-SHA256`.
+    pub sign_type: SignType,
+    /// `paySign`.
+    pub pay_sign: String,
+    /// The string that was signed (diagnostics; do not send it to the client).
+    #[serde(skip)]
+    pub string_to_sign: String,
+}
+
+/// Builds and signs the v2 `wx.requestPayment` parameters.
+#[must_use]
+pub fn request_payment(
+    key: &ApiV2Key,
+    sign_type: SignType,
+    app_id: &str,
+    time_stamp: &str,
+    nonce_str: &str,
+    prepay_id: &str,
+) -> RequestPaymentV2 {
+    let package = format!("prepay_id={prepay_id}");
+    let params: BTreeMap<String, String> = [
+        ("appId", app_id),
+        ("timeStamp", time_stamp),
+        ("nonceStr", nonce_str),
+        ("package", package.as_str()),
+        ("signType", sign_type.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let signed = sign(&params, key, sign_type);
+    RequestPaymentV2 {
+        app_id: app_id.to_owned(),
+        time_stamp: time_stamp.to_owned(),
+        nonce_str: nonce_str.to_owned(),
+        package,
+        sign_type,
+        pay_sign: signed.sign,
+        string_to_sign: signed.string_to_sign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+
+    #[test]
+    fn spec_example() {
+        let p = map(&[
+            ("appid", "wxd930ea5d5a258f4f"),
+            ("mch_id", "10000100"),
+            ("device_info", "1000"),
+            ("body", "test"),
+            ("nonce_str", "ibuaiVcKdpRxkhJA"),
+        ]);
+        assert_eq!(
+            sign(&p, &ApiV2Key::new(KEY), SignType::Md5).sign,
+            "9A0A8659F005D6984697E2CA0A9CF3B7"
+        );
+    }
+
+    #[test]
+    fn request_payment_signs_its_own_sign_type() {
+        let k = ApiV2Key::new(KEY);
+        let r = request_payment(&k, SignType::HmacSha256, "wx1", "1", "n", "p");
+        assert!(r.string_to_sign.contains("signType=HMAC-SHA256"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["signType"], "HMAC-SHA256");
+        assert_eq!(json["package"], "prepay_id=p");
+        assert!(json.get("string_to_sign").is_none() && json.get("stringToSign").is_none());
+    }
+
+    #[test]
+    fn signed_xml_verifies_as_a_notification() {
+        let k = ApiV2Key::new(KEY);
+        let p = map(&[
+            ("appid", "wx1"),
+            ("body", "a&b"),
+            ("sign_type", "HMAC-SHA256"),
+        ]);
+        let body = signed_xml(&p, &k, SignType::HmacSha256).expect("xml").sign;
+        verify_notification(&body, &k, SignType::Md5).expect("verifies");
+        assert_eq!(
+            verify_notification(&body, &ApiV2Key::new("x"), SignType::Md5).expect_err("key"),
+            Error::SignatureMismatch
+        );
+        assert_eq!(
+            "SHA1".parse::<SignType>().expect_err("bad").code(),
+            "malformed"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn sign_then_verify(p in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,20}", 0..8),
+                            hmac in any::<bool>()) {
+            let k = ApiV2Key::new(KEY);
+            let t = if hmac { SignType::HmacSha256 } else { SignType::Md5 };
+            let mut p = p;
+            let s = sign(&p, &k, t).sign;
+            p.insert("sign".into(), s.to_ascii_lowercase());
+            prop_assert!(verify(&p, &k, t).is_ok());
+            p.insert("sign".into(), "0".repeat(s.len()));
+            prop_assert_eq!(verify(&p, &k, t), Err(Error::SignatureMismatch));
+        }
+
+        #[test]
+        fn notification_never_panics(s in ".{0,300}") {
+            let _ = verify_notification(&s, &ApiV2Key::new(KEY), SignType::Md5);
+        }
+    }
+}
