@@ -10,7 +10,7 @@ mod verify;
 
 pub use crate::aead::ApiV3Key;
 pub use auth::{AUTH_SCHEME, Authorization, authorization, request_message};
-pub use certificates::{DownloadedCertificate, decrypt_certificates};
+pub use certificates::{DownloadedCertificate, decrypt_certificates, verify_certificates_response};
 pub use notification::{
     Amount, EncryptedResource, Notification, Payer, RefundAmount, RefundNotice, Transaction,
     verify_notification,
