@@ -1,0 +1,401 @@
+//! Configuration from `WXPAY_*` environment variables and an optional TOML file.
+//!
+//! Precedence: environment variable, then the TOML file named by `WXPAY_CONFIG` (keys are the
+//! variable names without the `WXPAY_` prefix, in lower case, e.g. `listen = "0.0.0.0:8080"`),
+//! then the documented default. Anything missing or malformed stops start-up with a
+//! [`ConfigError`] that names the variable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+/// Default listen address (`WXPAY_LISTEN`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default database (`WXPAY_DATABASE_URL`): a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://wxpay.db";
+/// Default WeChat Pay API base (`WXPAY_API_BASE`).
+pub const DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com";
+/// Default WeChat login API base (`WXPAY_LOGIN_BASE`).
+pub const DEFAULT_LOGIN_BASE: &str = "https://api.weixin.qq.com";
+
+/// A secret string: zeroized on drop, `Debug` prints `[redacted]`.
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret value.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret value; callers must not log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+/// How the platform (WeChat Pay) signing keys are obtained.
+#[derive(Clone, Debug)]
+pub enum PlatformKeySource {
+    /// Public-key mode: a WeChat Pay public key PEM and its id (`PUB_KEY_ID_…`).
+    PublicKey {
+        /// The key id sent in `Wechatpay-Serial`.
+        id: String,
+        /// SPKI PEM text.
+        pem: String,
+    },
+    /// Certificate mode: platform certificates are downloaded from `/v3/certificates`.
+    Certificates,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("missing configuration: {0} must be set")]
+    Missing(&'static str),
+    /// A variable is set but its value is unusable.
+    #[error("invalid configuration: {var}: {reason}")]
+    Invalid {
+        /// The variable name.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The host configuration. See the crate README for the table of variables and defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `WXPAY_LISTEN`: socket address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `WXPAY_DATABASE_URL`: `sqlite://…` (default `sqlite://wxpay.db`) or `postgres://…`.
+    pub database_url: String,
+    /// `WXPAY_APPID`: mini-program app id (required).
+    pub appid: String,
+    /// `WXPAY_APPSECRET`: mini-program app secret for `jscode2session` (required).
+    pub appsecret: Secret,
+    /// `WXPAY_MCHID`: merchant id (required).
+    pub mchid: String,
+    /// `WXPAY_MERCHANT_SERIAL`: serial number of the merchant API certificate (required).
+    pub merchant_serial: String,
+    /// Contents of `WXPAY_MERCHANT_KEY_FILE`: merchant private key PEM (required).
+    pub merchant_key_pem: Secret,
+    /// `WXPAY_API_V3_KEY`: the 32-byte APIv3 key (required).
+    pub api_v3_key: Secret,
+    /// `WXPAY_PLATFORM_PUBLIC_KEY_FILE` + `WXPAY_PLATFORM_PUBLIC_KEY_ID` (public-key mode), or
+    /// certificate mode when both are absent.
+    pub platform: PlatformKeySource,
+    /// `WXPAY_NOTIFY_URL`: public HTTPS base URL WeChat calls (required); the pay notification
+    /// goes to `{notify_url}/notify/pay`, refunds to `{notify_url}/notify/refund`.
+    pub notify_url: String,
+    /// `WXPAY_ADMIN_TOKEN`: bearer token of the back-office API (required, ≥ 16 characters).
+    pub admin_token: Secret,
+    /// `WXPAY_API_BASE`: WeChat Pay API base (default `https://api.mch.weixin.qq.com`).
+    pub api_base: String,
+    /// `WXPAY_LOGIN_BASE`: login API base (default `https://api.weixin.qq.com`).
+    pub login_base: String,
+    /// `WXPAY_ORDER_EXPIRE_SECS`: default order lifetime (default 1800).
+    pub order_expire: Duration,
+    /// `WXPAY_SESSION_TTL_SECS`: lifetime of a login token (default 7200).
+    pub session_ttl: Duration,
+    /// `WXPAY_RECONCILE_INTERVAL_SECS`: how often the reconciler runs (default 30).
+    pub reconcile_interval: Duration,
+    /// `WXPAY_RECONCILE_AFTER_SECS`: unpaid orders older than this are queried (default 60).
+    pub reconcile_after: Duration,
+    /// `WXPAY_CERT_REFRESH_SECS`: certificate-mode refresh period (default 43200).
+    pub cert_refresh_interval: Duration,
+    /// `WXPAY_HTTP_TIMEOUT_MS`: timeout of one upstream request (default 10000).
+    pub http_timeout: Duration,
+    /// `WXPAY_UPSTREAM_RETRIES`: retries after a transport error or 5xx (default 2).
+    pub upstream_retries: u32,
+    /// `WXPAY_BODY_LIMIT_BYTES`: maximum request body (default 65536).
+    pub body_limit: usize,
+}
+
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+impl Config {
+    /// Loads the configuration from the process environment (and `WXPAY_CONFIG`, if set).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first missing or malformed variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let file = match std::env::var("WXPAY_CONFIG") {
+            Ok(path) => Some(read_toml(&path)?),
+            Err(_) => None,
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        Self::from_sources(&env, file.as_ref())
+    }
+
+    /// Loads the configuration from a variable lookup and an optional parsed TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first missing or malformed variable.
+    pub fn from_sources(
+        env: &Lookup<'_>,
+        file: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let src = Source { env, file };
+        let platform = match (
+            src.get("WXPAY_PLATFORM_PUBLIC_KEY_FILE"),
+            src.get("WXPAY_PLATFORM_PUBLIC_KEY_ID"),
+        ) {
+            (Some(path), Some(id)) => PlatformKeySource::PublicKey {
+                id,
+                pem: read_file("WXPAY_PLATFORM_PUBLIC_KEY_FILE", &path)?,
+            },
+            (None, None) => PlatformKeySource::Certificates,
+            (Some(_), None) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_ID")),
+            (None, Some(_)) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_FILE")),
+        };
+        let key_path = src.required("WXPAY_MERCHANT_KEY_FILE")?;
+        let merchant_key_pem = Secret::new(read_file("WXPAY_MERCHANT_KEY_FILE", &key_path)?);
+        let api_v3_key = Secret::new(src.required("WXPAY_API_V3_KEY")?);
+        if api_v3_key.expose().len() != 32 {
+            return Err(invalid("WXPAY_API_V3_KEY", "must be exactly 32 bytes"));
+        }
+        let admin_token = Secret::new(src.required("WXPAY_ADMIN_TOKEN")?);
+        if admin_token.expose().len() < 16 {
+            return Err(invalid(
+                "WXPAY_ADMIN_TOKEN",
+                "must be at least 16 characters",
+            ));
+        }
+        let notify_url = src.required("WXPAY_NOTIFY_URL")?;
+        check_url("WXPAY_NOTIFY_URL", &notify_url)?;
+        let api_base = src.or("WXPAY_API_BASE", DEFAULT_API_BASE);
+        check_url("WXPAY_API_BASE", &api_base)?;
+        let login_base = src.or("WXPAY_LOGIN_BASE", DEFAULT_LOGIN_BASE);
+        check_url("WXPAY_LOGIN_BASE", &login_base)?;
+        let database_url = src.or("WXPAY_DATABASE_URL", DEFAULT_DATABASE_URL);
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(invalid(
+                "WXPAY_DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        Ok(Self {
+            listen: src.parse("WXPAY_LISTEN", DEFAULT_LISTEN)?,
+            database_url,
+            appid: src.required("WXPAY_APPID")?,
+            appsecret: Secret::new(src.required("WXPAY_APPSECRET")?),
+            mchid: src.required("WXPAY_MCHID")?,
+            merchant_serial: src.required("WXPAY_MERCHANT_SERIAL")?,
+            merchant_key_pem,
+            api_v3_key,
+            platform,
+            notify_url: notify_url.trim_end_matches('/').to_owned(),
+            admin_token,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            login_base: login_base.trim_end_matches('/').to_owned(),
+            order_expire: src.secs("WXPAY_ORDER_EXPIRE_SECS", 1800)?,
+            session_ttl: src.secs("WXPAY_SESSION_TTL_SECS", 7200)?,
+            reconcile_interval: src.secs("WXPAY_RECONCILE_INTERVAL_SECS", 30)?,
+            reconcile_after: src.secs("WXPAY_RECONCILE_AFTER_SECS", 60)?,
+            cert_refresh_interval: src.secs("WXPAY_CERT_REFRESH_SECS", 43_200)?,
+            http_timeout: Duration::from_millis(src.parse("WXPAY_HTTP_TIMEOUT_MS", "10000")?),
+            upstream_retries: src.parse("WXPAY_UPSTREAM_RETRIES", "2")?,
+            body_limit: src.parse("WXPAY_BODY_LIMIT_BYTES", "65536")?,
+        })
+    }
+}
+
+struct Source<'a> {
+    env: &'a Lookup<'a>,
+    file: Option<&'a BTreeMap<String, String>>,
+}
+
+impl Source<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        let from_env = (self.env)(var).filter(|v| !v.is_empty());
+        from_env.or_else(|| {
+            let key = var.trim_start_matches("WXPAY_").to_ascii_lowercase();
+            self.file?.get(&key).cloned()
+        })
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var).ok_or(ConfigError::Missing(var))
+    }
+
+    fn or(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.or(var, default)
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| invalid(var, e.to_string()))
+    }
+
+    fn secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse::<u64>(var, &default.to_string())
+            .map(Duration::from_secs)
+    }
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        reason: reason.into(),
+    }
+}
+
+fn check_url(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        Ok(_) => Err(invalid(var, "must be an http(s) URL")),
+        Err(e) => Err(invalid(var, e.to_string())),
+    }
+}
+
+fn read_file(var: &'static str, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(PathBuf::from(path))
+        .map_err(|e| invalid(var, format!("cannot read {path}: {e}")))
+}
+
+fn read_toml(path: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = read_file("WXPAY_CONFIG", path)?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| invalid("WXPAY_CONFIG", e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                return Err(invalid(
+                    "WXPAY_CONFIG",
+                    format!("{k}: unsupported value {other}"),
+                ));
+            }
+        };
+        out.insert(k.to_ascii_lowercase(), s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(dir: &std::path::Path) -> BTreeMap<&'static str, String> {
+        let key = dir.join("key.pem");
+        std::fs::write(&key, "PEM").expect("write temp file");
+        BTreeMap::from([
+            ("WXPAY_APPID", "wx1".to_owned()),
+            ("WXPAY_APPSECRET", "s".to_owned()),
+            ("WXPAY_MCHID", "1900000001".to_owned()),
+            ("WXPAY_MERCHANT_SERIAL", "ABC".to_owned()),
+            ("WXPAY_MERCHANT_KEY_FILE", key.display().to_string()),
+            (
+                "WXPAY_API_V3_KEY",
+                "0123456789abcdef0123456789abcdef".to_owned(),
+            ),
+            ("WXPAY_NOTIFY_URL", "https://example.invalid/".to_owned()),
+            ("WXPAY_ADMIN_TOKEN", "admin-token-0123456789".to_owned()),
+        ])
+    }
+
+    fn load(vars: &BTreeMap<&'static str, String>) -> Result<Config, ConfigError> {
+        let env = |k: &str| vars.get(k).cloned();
+        Config::from_sources(&env, None)
+    }
+
+    fn tmp() -> PathBuf {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("os rng");
+        let d = std::env::temp_dir().join(format!("wxpay-cfg-{}", hex::encode(b)));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let d = tmp();
+        let c = load(&base(&d)).expect("config");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.api_base, DEFAULT_API_BASE);
+        assert_eq!(c.notify_url, "https://example.invalid");
+        assert!(matches!(c.platform, PlatformKeySource::Certificates));
+        assert_eq!(format!("{:?}", c.api_v3_key), "[redacted]");
+        let debug = format!("{c:?}");
+        for secret in [
+            "0123456789abcdef0123456789abcdef",
+            "admin-token-0123456789",
+            "PEM",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+    }
+
+    #[test]
+    fn missing_and_bad_vars_are_named() {
+        let d = tmp();
+        let mut v = base(&d);
+        v.remove("WXPAY_MCHID");
+        let e = load(&v).expect_err("must fail").to_string();
+        assert!(e.contains("WXPAY_MCHID"), "{e}");
+        let mut v = base(&d);
+        v.insert("WXPAY_LISTEN", "nope".into());
+        let e = load(&v).expect_err("must fail").to_string();
+        assert!(e.contains("WXPAY_LISTEN"), "{e}");
+        let mut v = base(&d);
+        v.insert("WXPAY_API_V3_KEY", "short".into());
+        assert!(
+            load(&v)
+                .expect_err("must fail")
+                .to_string()
+                .contains("WXPAY_API_V3_KEY")
+        );
+        let mut v = base(&d);
+        v.insert("WXPAY_PLATFORM_PUBLIC_KEY_ID", "PUB_KEY_ID_1".into());
+        let e = load(&v).expect_err("must fail").to_string();
+        assert!(e.contains("WXPAY_PLATFORM_PUBLIC_KEY_FILE"), "{e}");
+    }
+
+    #[test]
+    fn toml_file_is_read_and_env_wins() {
+        let d = tmp();
+        let v = base(&d);
+        let file = BTreeMap::from([
+            ("listen".to_owned(), "127.0.0.1:9999".to_owned()),
+            ("database_url".to_owned(), "sqlite://x.db".to_owned()),
+        ]);
+        let mut v2 = v.clone();
+        v2.insert("WXPAY_DATABASE_URL", "sqlite://y.db".into());
+        let env = |k: &str| v2.get(k).cloned();
+        let c = Config::from_sources(&env, Some(&file)).expect("config");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.database_url, "sqlite://y.db");
+    }
+}

@@ -1,0 +1,175 @@
+//! The one error type of the HTTP API.
+//!
+//! Every variant documents its status. Clients get `{"error":{"code","message"}}`; internal
+//! detail (storage errors, upstream bodies) is logged and never sent.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::wechat::UpstreamError;
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request is malformed or a field is invalid; `code` is machine readable.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine-readable code, e.g. `invalid_json`.
+        code: &'static str,
+        /// Human-readable explanation, safe to show.
+        message: String,
+    },
+    /// 401: missing, malformed, unknown or expired bearer token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// 404: no such resource, or it belongs to someone else.
+    #[error("not found")]
+    NotFound,
+    /// 409: the resource is in a state that does not allow the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the request body is larger than `WXPAY_BODY_LIMIT_BYTES`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 429: WeChat rate-limited the call (e.g. errcode 45011).
+    #[error("rate limited, retry later")]
+    RateLimited,
+    /// 503: WeChat is busy or unreachable; retry later. The detail is logged.
+    #[error("upstream unavailable")]
+    Unavailable(String),
+    /// 502: WeChat answered something unexpected or unverifiable. The detail is logged.
+    #[error("upstream error")]
+    Upstream(String),
+    /// 500: storage or another internal failure. The detail is logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// A 400 with a code and message.
+    #[must_use]
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code of this error.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable(_) => "upstream_unavailable",
+            Self::Upstream(_) => "upstream_error",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Self::Upstream(detail) | Self::Unavailable(detail) => {
+                tracing::warn!(%detail, "upstream error");
+            }
+            _ => {}
+        }
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::NotFound => Self::NotFound,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UpstreamError> for AppError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::RateLimited => Self::RateLimited,
+            UpstreamError::Busy(d) | UpstreamError::Transport(d) => Self::Unavailable(d),
+            UpstreamError::InvalidCode(m) => Self::bad_request("invalid_code", m),
+            other => Self::Upstream(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::PayloadTooLarge;
+        }
+        match r {
+            JsonRejection::MissingJsonContentType(_) => Self::bad_request(
+                "invalid_content_type",
+                "expected Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => Self::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => Self::bad_request("invalid_body", e.body_text()),
+            other => Self::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+/// An error answered to WeChat Pay on a notification endpoint: `{"code":"FAIL","message"}`.
+///
+/// WeChat retries any non-2xx answer, so storage failures map to 500 and are retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct NotifyError {
+    /// HTTP status: 400 malformed or not ours, 401 signature, 500 storage.
+    pub status: StatusCode,
+    /// Short English reason, safe to send.
+    pub message: &'static str,
+}
+
+impl NotifyError {
+    /// A notification error with a status and message.
+    #[must_use]
+    pub const fn new(status: StatusCode, message: &'static str) -> Self {
+        Self { status, message }
+    }
+}
+
+impl IntoResponse for NotifyError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "code": "FAIL", "message": self.message })),
+        )
+            .into_response()
+    }
+}

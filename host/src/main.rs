@@ -1,0 +1,291 @@
+//! `wxpay-host` command line: `serve` (production), `sandbox` (host + simulator, no
+//! credentials needed) and `demo` (the whole payment flow against the sandbox, step by step).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
+use wxpay_host::{Config, Host, simulator_config};
+
+const USAGE: &str = "\
+usage: wxpay-host <command>
+
+commands:
+  serve     run the server with configuration from WXPAY_* variables (see README)
+  sandbox   run the server on SQLite with the built-in WeChat Pay simulator (test keys)
+  demo      run the whole payment flow against a sandbox and print every step";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cmd = std::env::args().nth(1).unwrap_or_default();
+    match cmd.as_str() {
+        "serve" => serve().await,
+        "sandbox" => sandbox().await,
+        "demo" => demo().await,
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve() -> Result<()> {
+    let config = Config::from_env()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("WXPAY_LISTEN: cannot listen on {}", config.listen))?;
+    let host = Host::start(config, listener, true).await?;
+    shutdown_signal().await;
+    host.stop().await;
+    Ok(())
+}
+
+fn random_token() -> Result<String> {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("os rng: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+struct Sandbox {
+    sim: SimulatorHandle,
+    host: Host,
+    admin_token: String,
+}
+
+async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox> {
+    let sim = simulator::spawn(SimulatorOptions::default())
+        .await
+        .context("starting the WeChat Pay simulator")?;
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%listen, error = %e, "address busy, using a free port");
+            TcpListener::bind(("127.0.0.1", 0)).await?
+        }
+    };
+    let addr = listener.local_addr()?;
+    let admin_token = random_token()?;
+    let mut config = simulator_config(
+        &sim,
+        addr,
+        &format!("http://{addr}"),
+        database_url,
+        &admin_token,
+    );
+    config.reconcile_after = Duration::from_secs(10);
+    let host = Host::start(config, listener, true).await?;
+    Ok(Sandbox {
+        sim,
+        host,
+        admin_token,
+    })
+}
+
+async fn sandbox() -> Result<()> {
+    let listen: SocketAddr = std::env::var("WXPAY_LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()
+        .context("WXPAY_LISTEN")?;
+    let db =
+        std::env::var("WXPAY_DATABASE_URL").unwrap_or_else(|_| "sqlite://wxpay-sandbox.db".into());
+    let sb = start_sandbox(listen, &db).await?;
+    let host = sb.host.base_url();
+    let sim = sb.sim.base_url().to_owned();
+    let admin = &sb.admin_token;
+    println!(
+        "\
+wxpay sandbox is running (TEST KEYS ONLY: never use them for real payments)
+  host:      {host}   (database {db})
+  simulator: {sim}   (WeChat Pay + login, certificate mode)
+  admin token: {admin}
+
+Drive it with curl (Ctrl-C stops both):
+  H={host}; S={sim}; A={admin}
+  # 1. the mini-program calls wx.login; the simulator issues the code
+  CODE=$(curl -s -X POST $S/sim/login/code -H 'content-type: application/json' \\
+         -d '{{\"openid\":\"o_sandbox_user\"}}' | sed 's/.*\"code\":\"\\([^\"]*\\)\".*/\\1/')
+  # 2. login at the host: returns the host's session token
+  TOKEN=$(curl -s -X POST $H/api/login -H 'content-type: application/json' \\
+          -d \"{{\\\"code\\\":\\\"$CODE\\\"}}\" | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')
+  # 3. the merchant back office creates an order (amount in fen)
+  curl -s -X POST $H/admin/orders -H \"authorization: Bearer $A\" -H 'content-type: application/json' \\
+       -d '{{\"openid\":\"o_sandbox_user\",\"amount\":100,\"description\":\"Sandbox tea\",\"out_trade_no\":\"SANDBOX0001\"}}'
+  # 4. the mini-program asks for the wx.requestPayment parameters
+  curl -s -X POST $H/api/orders/SANDBOX0001/pay -H \"authorization: Bearer $TOKEN\"
+  # 5. the payer pays in WeChat; the simulator notifies the host
+  curl -s -X POST $S/sim/orders/SANDBOX0001/pay
+  # 6. the order is PAID, with its history
+  curl -s $H/admin/orders/SANDBOX0001 -H \"authorization: Bearer $A\"
+  curl -s $H/metrics"
+    );
+    shutdown_signal().await;
+    sb.host.stop().await;
+    sb.sim.shutdown().await;
+    Ok(())
+}
+
+async fn demo() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("wxpay-demo-{}", random_token()?));
+    std::fs::create_dir_all(&dir)?;
+    let db = format!("sqlite://{}", dir.join("demo.db").display());
+    let sb = start_sandbox(SocketAddr::from(([127, 0, 0, 1], 0)), &db).await?;
+    let result = run_demo(&sb).await;
+    sb.host.stop().await;
+    sb.sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn step(n: u32, what: &str, v: &Value) {
+    println!("\n== {n}. {what}");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+async fn run_demo(sb: &Sandbox) -> Result<()> {
+    let http = reqwest::Client::new();
+    let host = sb.host.base_url();
+    let admin = format!("Bearer {}", sb.admin_token);
+    println!("demo: host {host}, simulator {}", sb.sim.base_url());
+
+    let openid = "o_demo_user";
+    let code = sb.sim.issue_login_code(openid);
+    step(
+        1,
+        "wx.login code (from the simulator)",
+        &json!({ "code": code }),
+    );
+
+    let login: Value = http
+        .post(format!("{host}/api/login"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(2, "POST /api/login", &login);
+    let token = login["token"]
+        .as_str()
+        .context("login answer has no token")?;
+    let bearer = format!("Bearer {token}");
+
+    let order: Value = http
+        .post(format!("{host}/admin/orders"))
+        .header("authorization", &admin)
+        .json(&json!({ "openid": openid, "amount": 1999, "description": "Demo: one pot of tea" }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(3, "POST /admin/orders (back office)", &order);
+    let no = order["out_trade_no"]
+        .as_str()
+        .context("order has no out_trade_no")?
+        .to_owned();
+
+    let params: Value = http
+        .post(format!("{host}/api/orders/{no}/pay"))
+        .header("authorization", &bearer)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(
+        4,
+        "POST /api/orders/{no}/pay -> wx.requestPayment parameters",
+        &params,
+    );
+
+    let mut check = params.clone();
+    if let Some(o) = check.as_object_mut() {
+        o.insert("openid".into(), json!(openid));
+    }
+    let checked: Value = http
+        .post(format!("{}/sim/request-payment/check", sb.sim.base_url()))
+        .json(&check)
+        .send()
+        .await?
+        .json()
+        .await?;
+    step(
+        5,
+        "WeChat client check of the parameters (simulator)",
+        &checked,
+    );
+
+    let paid = sb.sim.pay(&no).context("simulator pay")?;
+    step(
+        6,
+        "payer pays (simulator); notification sent",
+        &json!(format!("{paid:?}")),
+    );
+    sb.sim
+        .wait_for_deliveries(1, Duration::from_secs(10))
+        .await
+        .context("notification")?;
+
+    let state: Value = http
+        .get(format!("{host}/admin/orders/{no}"))
+        .header("authorization", &admin)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(7, "GET /admin/orders/{no} (after the notification)", &state);
+    if state["state"] != "PAID" {
+        bail!("demo failed: order is {} instead of PAID", state["state"]);
+    }
+    let mine: Value = http
+        .get(format!("{host}/api/orders/{no}"))
+        .header("authorization", &bearer)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    step(8, "GET /api/orders/{no} (the mini-program's view)", &mine);
+    println!("\ndemo complete: order {no} is PAID");
+    Ok(())
+}

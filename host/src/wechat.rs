@@ -1,0 +1,829 @@
+//! The client for WeChat's login API and the WeChat Pay APIv3.
+//!
+//! Every APIv3 request carries a `WECHATPAY2-SHA256-RSA2048` `Authorization` header computed by
+//! `wxpay-core` over exactly the body bytes sent; every response (errors included) is verified
+//! with the platform keys before it is believed. Transport errors, 5xx and 429 are retried a
+//! bounded number of times with exponential backoff (all the calls made here are idempotent at
+//! WeChat: they are keyed by `out_trade_no` / `out_refund_no`). An unknown `Wechatpay-Serial`
+//! triggers one rate-limited certificate refresh (certificate mode) and one more verification.
+
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand_core::UnwrapErr;
+use reqwest::Method;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, USER_AGENT};
+use serde::Deserialize;
+use serde_json::json;
+use wxpay_core::provider::default_provider;
+use wxpay_core::v3::{self, ApiV3Key, Transaction, WechatpayHeaders};
+use wxpay_core::{MerchantSigner, PlatformKeys};
+
+use crate::config::{Config, PlatformKeySource, Secret};
+use crate::metrics::Metrics;
+use crate::store::{Order, User};
+
+/// Minimum time between two certificate downloads triggered by unknown serials.
+const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// First retry delay; doubled on each retry.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// A prepay id is valid for two hours at WeChat; we stop reusing it a little earlier.
+pub const PREPAY_VALIDITY_SECS: i64 = 7200 - 300;
+
+/// A failed upstream call.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection failure or timeout, after retries.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// WeChat answered "busy" (errcode -1, 5xx), after retries.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// Rate limited (errcode 45011, 429 `FREQUENCY_LIMITED`).
+    #[error("rate limited")]
+    RateLimited,
+    /// The login code is invalid or already used (errcode 40029 / 40163).
+    #[error("{0}")]
+    InvalidCode(String),
+    /// The login API answered another errcode.
+    #[error("login errcode {errcode}: {errmsg}")]
+    Login {
+        /// WeChat errcode.
+        errcode: i64,
+        /// WeChat errmsg.
+        errmsg: String,
+    },
+    /// An APIv3 error answer (verified).
+    #[error("HTTP {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// WeChat error code, e.g. `ORDER_NOT_EXIST`, `ORDERPAID`, `SIGN_ERROR`.
+        code: String,
+        /// WeChat message.
+        message: String,
+    },
+    /// The response signature did not verify (or its headers were missing).
+    #[error("response verification failed: {0}")]
+    Verify(wxpay_core::Error),
+    /// A 2xx body was not what the API documents.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+    /// The configuration does not match the merchant account (e.g. public-key mode merchant
+    /// configured for certificate mode).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Signing the request failed (bad merchant key).
+    #[error("signing failed: {0}")]
+    Sign(wxpay_core::Error),
+}
+
+impl UpstreamError {
+    /// The WeChat error code of an API error answer.
+    #[must_use]
+    pub fn api_code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientInitError {
+    /// The merchant private key did not load.
+    #[error("WXPAY_MERCHANT_KEY_FILE: {0}")]
+    MerchantKey(wxpay_core::Error),
+    /// The APIv3 key is unusable.
+    #[error("WXPAY_API_V3_KEY: {0}")]
+    ApiV3Key(wxpay_core::Error),
+    /// The platform public key did not load.
+    #[error("WXPAY_PLATFORM_PUBLIC_KEY_FILE: {0}")]
+    PlatformKey(wxpay_core::Error),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// A verified APIv3 answer.
+#[derive(Debug)]
+pub struct V3Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes (verified).
+    pub body: Bytes,
+}
+
+/// The result of `POST /v3/refund/domestic/refunds`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RefundAnswer {
+    /// WeChat refund id.
+    #[serde(default)]
+    pub refund_id: Option<String>,
+    /// Merchant refund number.
+    pub out_refund_no: String,
+    /// `SUCCESS`, `CLOSED`, `PROCESSING` or `ABNORMAL`.
+    pub status: String,
+}
+
+/// An order query answer. Unlike a notification, an unpaid order's answer may carry an empty
+/// `payer` and no `amount.payer_total`, so this is parsed leniently.
+#[derive(Deserialize)]
+struct QueriedOrder {
+    mchid: String,
+    appid: String,
+    out_trade_no: String,
+    trade_state: String,
+    #[serde(default)]
+    transaction_id: Option<String>,
+    #[serde(default)]
+    trade_state_desc: Option<String>,
+    #[serde(default)]
+    success_time: Option<String>,
+    #[serde(default)]
+    attach: Option<String>,
+    #[serde(default)]
+    payer: Option<LenientPayer>,
+    #[serde(default)]
+    amount: Option<LenientAmount>,
+}
+
+#[derive(Deserialize)]
+struct LenientPayer {
+    #[serde(default)]
+    openid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LenientAmount {
+    #[serde(default)]
+    total: Option<i64>,
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+impl QueriedOrder {
+    fn into_transaction(self) -> Transaction {
+        Transaction {
+            mchid: self.mchid,
+            appid: self.appid,
+            out_trade_no: self.out_trade_no,
+            transaction_id: self.transaction_id.filter(|t| !t.is_empty()),
+            trade_type: None,
+            trade_state: self.trade_state,
+            trade_state_desc: self.trade_state_desc,
+            bank_type: None,
+            attach: self.attach,
+            success_time: self.success_time,
+            payer: self
+                .payer
+                .and_then(|p| p.openid)
+                .filter(|o| !o.is_empty())
+                .map(|openid| wxpay_core::v3::Payer { openid }),
+            amount: self.amount.and_then(|a| {
+                a.total.map(|total| wxpay_core::v3::Amount {
+                    total,
+                    payer_total: None,
+                    currency: a.currency,
+                    payer_currency: None,
+                })
+            }),
+        }
+    }
+}
+
+/// A refund to request.
+#[derive(Clone, Debug)]
+pub struct RefundRequest<'a> {
+    /// The order.
+    pub out_trade_no: &'a str,
+    /// Merchant refund number.
+    pub out_refund_no: &'a str,
+    /// Refund amount (fen).
+    pub refund: i64,
+    /// Order total (fen).
+    pub total: i64,
+    /// Reason shown to the payer.
+    pub reason: Option<&'a str>,
+}
+
+/// The WeChat client. Shared by all requests (`Arc` it).
+pub struct WechatClient {
+    http: reqwest::Client,
+    api_base: String,
+    login_base: String,
+    appid: String,
+    appsecret: Secret,
+    notify_url: String,
+    signer: MerchantSigner,
+    api_v3_key: ApiV3Key,
+    certificate_mode: bool,
+    platform: RwLock<PlatformKeys>,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    retries: u32,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for WechatClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatClient")
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("mchid", &self.signer.mchid())
+            .field("certificate_mode", &self.certificate_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rng() -> UnwrapErr<getrandom::SysRng> {
+    UnwrapErr(getrandom::SysRng)
+}
+
+/// Unix seconds now.
+#[must_use]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl WechatClient {
+    /// Builds the client from the configuration: loads the merchant key, the APIv3 key and, in
+    /// public-key mode, the platform public key. Certificate mode starts with no platform key:
+    /// call [`WechatClient::refresh_certificates`] before the first verification.
+    ///
+    /// # Errors
+    /// [`ClientInitError`] naming the unusable setting.
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ClientInitError> {
+        let provider = default_provider();
+        let signer = MerchantSigner::from_pem(
+            provider,
+            config.merchant_key_pem.expose(),
+            &config.mchid,
+            &config.merchant_serial,
+        )
+        .map_err(ClientInitError::MerchantKey)?;
+        let api_v3_key =
+            ApiV3Key::new(config.api_v3_key.expose()).map_err(ClientInitError::ApiV3Key)?;
+        let mut platform = PlatformKeys::new();
+        let certificate_mode = match &config.platform {
+            PlatformKeySource::PublicKey { id, pem } => {
+                platform
+                    .insert_public_key_pem(provider, id, pem)
+                    .map_err(ClientInitError::PlatformKey)?;
+                false
+            }
+            PlatformKeySource::Certificates => true,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientInitError::Http(e.to_string()))?;
+        Ok(Self {
+            http,
+            api_base: config.api_base.clone(),
+            login_base: config.login_base.clone(),
+            appid: config.appid.clone(),
+            appsecret: config.appsecret.clone(),
+            notify_url: config.notify_url.clone(),
+            signer,
+            api_v3_key,
+            certificate_mode,
+            platform: RwLock::new(platform),
+            last_refresh: tokio::sync::Mutex::new(None),
+            retries: config.upstream_retries,
+            metrics,
+        })
+    }
+
+    /// The merchant signer (for `paySign`).
+    #[must_use]
+    pub fn signer(&self) -> &MerchantSigner {
+        &self.signer
+    }
+
+    /// The APIv3 key (for notifications).
+    #[must_use]
+    pub fn api_v3_key(&self) -> &ApiV3Key {
+        &self.api_v3_key
+    }
+
+    /// Whether platform certificates are downloaded (certificate mode).
+    #[must_use]
+    pub fn certificate_mode(&self) -> bool {
+        self.certificate_mode
+    }
+
+    /// Runs `f` with the current platform keys.
+    pub fn with_platform_keys<T>(&self, f: impl FnOnce(&PlatformKeys) -> T) -> T {
+        f(&self.platform.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `GET /sns/jscode2session`: exchanges a `wx.login` code for the user's identity.
+    ///
+    /// # Errors
+    /// [`UpstreamError::InvalidCode`] (40029, 40163), [`UpstreamError::RateLimited`] (45011),
+    /// [`UpstreamError::Busy`] (-1), other errcodes as [`UpstreamError::Login`], transport
+    /// failures.
+    pub async fn jscode2session(&self, code: &str) -> Result<User, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            openid: Option<String>,
+            #[serde(default)]
+            unionid: Option<String>,
+            #[serde(default)]
+            session_key: Option<String>,
+            #[serde(default)]
+            errcode: Option<i64>,
+            #[serde(default)]
+            errmsg: Option<String>,
+        }
+        let url = format!("{}/sns/jscode2session", self.login_base);
+        let started = Instant::now();
+        let mut attempt = 0;
+        let resp = loop {
+            let res = self
+                .http
+                .get(&url)
+                .query(&[
+                    ("appid", self.appid.as_str()),
+                    ("secret", self.appsecret.expose()),
+                    ("js_code", code),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await;
+            match res {
+                Ok(r) => match r.bytes().await {
+                    Ok(b) => break b,
+                    Err(e) if attempt >= self.retries => {
+                        return Err(UpstreamError::Transport(e.without_url().to_string()));
+                    }
+                    Err(_) => {}
+                },
+                // `without_url`: the query holds the AppSecret.
+                Err(e) if attempt >= self.retries => {
+                    self.metrics
+                        .observe_upstream("jscode2session", started.elapsed(), false);
+                    return Err(UpstreamError::Transport(e.without_url().to_string()));
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(BACKOFF_BASE * 2u32.pow(attempt)).await;
+            attempt += 1;
+        };
+        let answer: Answer = serde_json::from_slice(&resp)
+            .map_err(|_| UpstreamError::Decode("jscode2session: not JSON".into()))?;
+        let errcode = answer.errcode.unwrap_or(0);
+        self.metrics
+            .observe_upstream("jscode2session", started.elapsed(), errcode == 0);
+        let errmsg = answer.errmsg.unwrap_or_default();
+        match errcode {
+            0 => {}
+            40029 => return Err(UpstreamError::InvalidCode("invalid login code".into())),
+            40163 => return Err(UpstreamError::InvalidCode("login code already used".into())),
+            45011 => return Err(UpstreamError::RateLimited),
+            -1 => return Err(UpstreamError::Busy("WeChat login is busy".into())),
+            errcode => return Err(UpstreamError::Login { errcode, errmsg }),
+        }
+        match (answer.openid, answer.session_key) {
+            (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(User {
+                openid,
+                unionid: answer.unionid.filter(|u| !u.is_empty()),
+                session_key: Secret::new(session_key),
+            }),
+            _ => Err(UpstreamError::Decode(
+                "jscode2session: no openid/session_key".into(),
+            )),
+        }
+    }
+
+    /// `POST /v3/pay/transactions/jsapi`: places the order and returns its `prepay_id`.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] for any failed or unverifiable answer.
+    pub async fn jsapi_order(&self, order: &Order) -> Result<String, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            prepay_id: String,
+        }
+        let mut body = json!({
+            "appid": self.appid,
+            "mchid": self.signer.mchid(),
+            "description": order.description,
+            "out_trade_no": order.out_trade_no,
+            "time_expire": rfc3339_cst(order.expire_at),
+            "notify_url": format!("{}/notify/pay", self.notify_url),
+            "amount": { "total": order.amount, "currency": "CNY" },
+            "payer": { "openid": order.openid },
+        });
+        if let (Some(attach), Some(obj)) = (&order.attach, body.as_object_mut()) {
+            obj.insert("attach".into(), json!(attach));
+        }
+        let resp = self
+            .call(
+                "jsapi",
+                Method::POST,
+                "/v3/pay/transactions/jsapi",
+                Some(&body),
+            )
+            .await?;
+        let a: Answer = parse_ok(&resp)?;
+        Ok(a.prepay_id)
+    }
+
+    /// `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`: the order as WeChat sees it.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Api`] with code `ORDER_NOT_EXIST` when WeChat has no such order; others.
+    pub async fn query_order(&self, out_trade_no: &str) -> Result<Transaction, UpstreamError> {
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            path_segment(out_trade_no)?,
+            self.signer.mchid()
+        );
+        let resp = self.call("query", Method::GET, &path, None).await?;
+        let q: QueriedOrder = parse_ok(&resp)?;
+        Ok(q.into_transaction())
+    }
+
+    /// `POST /v3/pay/transactions/out-trade-no/{no}/close`.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Api`] (e.g. `ORDERPAID`), others.
+    pub async fn close_order(&self, out_trade_no: &str) -> Result<(), UpstreamError> {
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}/close",
+            path_segment(out_trade_no)?
+        );
+        let body = json!({ "mchid": self.signer.mchid() });
+        let resp = self.call("close", Method::POST, &path, Some(&body)).await?;
+        api_error(&resp)
+    }
+
+    /// `POST /v3/refund/domestic/refunds`.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] for any failed or unverifiable answer.
+    pub async fn refund(&self, r: &RefundRequest<'_>) -> Result<RefundAnswer, UpstreamError> {
+        let mut body = json!({
+            "out_trade_no": r.out_trade_no,
+            "out_refund_no": r.out_refund_no,
+            "notify_url": format!("{}/notify/refund", self.notify_url),
+            "amount": { "refund": r.refund, "total": r.total, "currency": "CNY" },
+        });
+        if let (Some(reason), Some(obj)) = (r.reason, body.as_object_mut()) {
+            obj.insert("reason".into(), json!(reason));
+        }
+        let resp = self
+            .call(
+                "refund",
+                Method::POST,
+                "/v3/refund/domestic/refunds",
+                Some(&body),
+            )
+            .await?;
+        parse_ok(&resp)
+    }
+
+    /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] for any failed or unverifiable answer.
+    pub async fn query_refund(&self, out_refund_no: &str) -> Result<RefundAnswer, UpstreamError> {
+        let path = format!(
+            "/v3/refund/domestic/refunds/{}",
+            path_segment(out_refund_no)?
+        );
+        let resp = self.call("refund_query", Method::GET, &path, None).await?;
+        parse_ok(&resp)
+    }
+
+    /// Downloads `/v3/certificates`, decrypts them with the APIv3 key and, once the response
+    /// signature verifies against them (or the keys already held), installs them. With
+    /// `force == false` this is rate-limited to one download per 30 s.
+    ///
+    /// Returns the number of certificates now held.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Config`] for a 404 (the merchant is in public-key mode) or when called in
+    /// public-key mode; transport, verification and decryption failures.
+    pub async fn refresh_certificates(&self, force: bool) -> Result<usize, UpstreamError> {
+        if !self.certificate_mode {
+            return Err(UpstreamError::Config(
+                "platform certificates are not used in public-key mode".into(),
+            ));
+        }
+        let mut last = self.last_refresh.lock().await;
+        if !force && last.is_some_and(|t| t.elapsed() < REFRESH_MIN_INTERVAL) {
+            return Ok(self.with_platform_keys(PlatformKeys::len));
+        }
+        *last = Some(Instant::now());
+        let (status, headers, body) = self
+            .send("certificates", Method::GET, "/v3/certificates", None)
+            .await?;
+        if status == 404 {
+            return Err(UpstreamError::Config(
+                "GET /v3/certificates answered 404: this merchant uses WeChat Pay public-key mode; \
+                 set WXPAY_PLATFORM_PUBLIC_KEY_FILE and WXPAY_PLATFORM_PUBLIC_KEY_ID"
+                    .into(),
+            ));
+        }
+        let certs = if (200..300).contains(&status) {
+            v3::decrypt_certificates(&self.api_v3_key, &body).map_err(UpstreamError::Verify)?
+        } else {
+            // An error answer: verify with what we hold, then report it.
+            self.verify_held(&headers, &body)?;
+            return Err(api_error_of(status, &body));
+        };
+        let provider = default_provider();
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let mut next = PlatformKeys::new();
+        for c in &certs {
+            next.insert_certificate_pem(provider, &c.pem)
+                .map_err(UpstreamError::Verify)?;
+        }
+        // The certificates are authentic if they decrypt under our APIv3 key; the response
+        // itself must then verify under one of them (first download) or a key already held.
+        // New certificates are added to the held ones, so responses signed under the old key
+        // keep verifying during a rotation.
+        let held: Vec<String> = self.with_platform_keys(PlatformKeys::serials);
+        let wx =
+            WechatpayHeaders::from_pairs(header_pairs(&headers)).map_err(UpstreamError::Verify)?;
+        let verified_new = v3::verify_response(&next, &wx, &body, now);
+        let verified_old = self.with_platform_keys(|k| v3::verify_response(k, &wx, &body, now));
+        if verified_new.is_err() && verified_old.is_err() {
+            return Err(UpstreamError::Verify(
+                verified_new
+                    .err()
+                    .unwrap_or(wxpay_core::Error::SignatureMismatch),
+            ));
+        }
+        let mut keys = self
+            .platform
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for c in &certs {
+            keys.insert_certificate_pem(provider, &c.pem)
+                .map_err(UpstreamError::Verify)?;
+        }
+        keys.remove_expired(now);
+        tracing::info!(
+            downloaded = certs.len(),
+            held_before = held.len(),
+            held = keys.len(),
+            "platform certificates refreshed"
+        );
+        Ok(keys.len())
+    }
+
+    /// Verifies `headers` + `body` (a response or notification) with the platform keys; on an
+    /// unknown serial in certificate mode, refreshes the certificates (rate-limited) and tries
+    /// once more.
+    ///
+    /// # Errors
+    /// The `wxpay_core` verification error.
+    pub async fn verify_signed(
+        &self,
+        headers: &WechatpayHeaders,
+        body: &[u8],
+    ) -> Result<(), wxpay_core::Error> {
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        let first = self.with_platform_keys(|k| v3::verify_response(k, headers, body, now));
+        match first {
+            Err(wxpay_core::Error::UnknownSerial) if self.certificate_mode => {
+                if let Err(e) = self.refresh_certificates(false).await {
+                    tracing::warn!(error = %e, "certificate refresh after unknown serial failed");
+                }
+                self.with_platform_keys(|k| v3::verify_response(k, headers, body, now))
+            }
+            other => other,
+        }
+    }
+
+    async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), UpstreamError> {
+        let wx =
+            WechatpayHeaders::from_pairs(header_pairs(headers)).map_err(UpstreamError::Verify)?;
+        self.verify_signed(&wx, body)
+            .await
+            .map_err(UpstreamError::Verify)
+    }
+
+    /// Verifies with the keys held, without refreshing (used inside the refresh itself).
+    fn verify_held(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), UpstreamError> {
+        let wx =
+            WechatpayHeaders::from_pairs(header_pairs(headers)).map_err(UpstreamError::Verify)?;
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        self.with_platform_keys(|k| v3::verify_response(k, &wx, body, now))
+            .map_err(UpstreamError::Verify)
+    }
+
+    /// Signs and sends one APIv3 call with retries, then verifies the answer.
+    async fn call(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<V3Response, UpstreamError> {
+        let (status, headers, bytes) = self.send(endpoint, method, path_and_query, body).await?;
+        self.verify(&headers, &bytes).await?;
+        if status == 429 {
+            return Err(UpstreamError::RateLimited);
+        }
+        Ok(V3Response {
+            status,
+            body: bytes,
+        })
+    }
+
+    /// Signs and sends with retries on transport errors, 5xx and 429; no verification.
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
+        let body_text = match body {
+            Some(v) => {
+                serde_json::to_string(v).map_err(|e| UpstreamError::Decode(e.to_string()))?
+            }
+            None => String::new(),
+        };
+        let url = format!("{}{path_and_query}", self.api_base);
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let timestamp = wxpay_core::timestamp(u64::try_from(unix_now()).unwrap_or(0));
+            let nonce = wxpay_core::nonce_str(&mut rng());
+            let auth = v3::authorization(
+                &self.signer,
+                &mut rng(),
+                method.as_str(),
+                path_and_query,
+                &timestamp,
+                &nonce,
+                &body_text,
+            )
+            .map_err(UpstreamError::Sign)?;
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, auth.header)
+                .header(ACCEPT, "application/json")
+                .header(
+                    USER_AGENT,
+                    concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
+                );
+            if body.is_some() {
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body_text.clone());
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(b) => Ok((status, headers, b)),
+                        Err(e) => Err(UpstreamError::Transport(e.to_string())),
+                    }
+                }
+                Err(e) => Err(UpstreamError::Transport(e.to_string())),
+            };
+            let retryable = match &outcome {
+                Ok((status, _, _)) => *status >= 500 || *status == 429,
+                Err(_) => true,
+            };
+            self.metrics.observe_upstream(
+                endpoint,
+                started.elapsed(),
+                matches!(&outcome, Ok((s, _, _)) if *s < 500),
+            );
+            if !retryable || attempt >= self.retries {
+                return match outcome {
+                    Ok((s, _, b)) if s >= 500 => Err(UpstreamError::Busy(format!(
+                        "{endpoint}: HTTP {s} {}",
+                        String::from_utf8_lossy(&b)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    ))),
+                    other => other,
+                };
+            }
+            tracing::debug!(endpoint, attempt, "retrying upstream call");
+            tokio::time::sleep(BACKOFF_BASE * 2u32.pow(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Header pairs whose values are valid strings (others cannot be Wechatpay headers).
+pub fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+}
+
+fn parse_ok<T: serde::de::DeserializeOwned>(resp: &V3Response) -> Result<T, UpstreamError> {
+    if !(200..300).contains(&resp.status) {
+        return Err(api_error_of(resp.status, &resp.body));
+    }
+    serde_json::from_slice(&resp.body).map_err(|e| UpstreamError::Decode(e.to_string()))
+}
+
+fn api_error(resp: &V3Response) -> Result<(), UpstreamError> {
+    if (200..300).contains(&resp.status) {
+        Ok(())
+    } else {
+        Err(api_error_of(resp.status, &resp.body))
+    }
+}
+
+fn api_error_of(status: u16, body: &[u8]) -> UpstreamError {
+    #[derive(Deserialize)]
+    struct E {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let e = serde_json::from_slice::<E>(body).unwrap_or(E {
+        code: String::new(),
+        message: String::new(),
+    });
+    UpstreamError::Api {
+        status,
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Merchant numbers are `[0-9A-Za-z_\-|*@]`; anything else must not reach a URL path.
+fn path_segment(s: &str) -> Result<&str, UpstreamError> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b))
+    {
+        Ok(s)
+    } else {
+        Err(UpstreamError::Decode("invalid merchant number".into()))
+    }
+}
+
+/// Formats unix seconds as RFC 3339 in China Standard Time (`2018-06-08T10:34:56+08:00`), the
+/// format of `time_expire` (WeChat Pay APIv3 JSAPI order, "time_expire").
+#[must_use]
+pub fn rfc3339_cst(unix: i64) -> String {
+    let t = unix + 8 * 3600;
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_expire_format() {
+        assert_eq!(rfc3339_cst(0), "1970-01-01T08:00:00+08:00");
+        assert_eq!(rfc3339_cst(1_528_425_296), "2018-06-08T10:34:56+08:00");
+    }
+
+    #[test]
+    fn path_segments_are_restricted() {
+        assert!(path_segment("ORDER_123-x").is_ok());
+        assert!(path_segment("../x").is_err());
+        assert!(path_segment("a/b").is_err());
+        assert!(path_segment("").is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Test harness: a simulator plus a host on SQLite (temp file) or PostgreSQL (fresh schema).
+#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand_core::UnwrapErr;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use wxpay_core::MerchantSigner;
+use wxpay_core::provider::default_provider;
+use wxpay_core::v3::{self, ApiV3Key};
+use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
+use wxpay_host::{Config, Host, simulator_config};
+
+/// The platform private key of the test vectors (the simulator signs with it too).
+const PLATFORM_PRIVATE_KEY_PEM: &str =
+    include_str!("../../../tests/vectors/keys/platform_private_key.pem");
+
+/// Storage backend for a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `NAME_sqlite` and `NAME_postgres` tests from `async fn NAME(b: Backend)`.
+/// The PostgreSQL variant needs `WXPAY_TEST_POSTGRES_URL`; without it, it reports a skip.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if std::env::var("WXPAY_TEST_POSTGRES_URL").is_err() {
+                        eprintln!("skipped: WXPAY_TEST_POSTGRES_URL is not set");
+                        return;
+                    }
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// Simulator options for tests: fast retries, refunds complete after 100 ms.
+pub fn fast_sim() -> SimulatorOptions {
+    SimulatorOptions {
+        notify_retry_schedule: vec![Duration::from_millis(100); 30],
+        notify_timeout: Duration::from_secs(5),
+        refund_delay: Some(Duration::from_millis(100)),
+        ..SimulatorOptions::default()
+    }
+}
+
+/// A fresh, empty database: a temp SQLite file, or a new PostgreSQL schema selected through
+/// the URL's `options=-c search_path=…`. Returns (url, schema, temp dir).
+pub async fn fresh_db(backend: Backend) -> (String, Option<String>, Option<std::path::PathBuf>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("wxpay-test-{}", random_hex(8)));
+            std::fs::create_dir_all(&dir).unwrap();
+            (
+                format!("sqlite://{}", dir.join("host.db").display()),
+                None,
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let base = std::env::var("WXPAY_TEST_POSTGRES_URL").unwrap();
+            let schema = format!("t_{}", random_hex(6));
+            let mut conn = sqlx::PgConnection::connect(&base).await.expect("postgres");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.ok();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                Some(schema),
+                None,
+            )
+        }
+    }
+}
+
+/// Removes what [`fresh_db`] made.
+pub async fn drop_db(schema: Option<&str>, dir: Option<&std::path::Path>) {
+    if let (Some(schema), Ok(base)) = (schema, std::env::var("WXPAY_TEST_POSTGRES_URL"))
+        && let Ok(mut conn) = sqlx::PgConnection::connect(&base).await
+    {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut conn)
+            .await;
+    }
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+pub struct Env {
+    pub sim: SimulatorHandle,
+    pub host: Option<Host>,
+    pub http: reqwest::Client,
+    pub db_url: String,
+    pub addr: SocketAddr,
+    pub backend: Backend,
+    schema: Option<String>,
+    dir: Option<std::path::PathBuf>,
+    pub config: Config,
+}
+
+impl Env {
+    pub async fn new(backend: Backend) -> Self {
+        Self::with(backend, fast_sim()).await
+    }
+
+    pub async fn with(backend: Backend, opts: SimulatorOptions) -> Self {
+        Self::with_config(backend, opts, false, |_| {}).await
+    }
+
+    /// Like [`Env::with`], adjusting the host configuration; `jobs` runs the reconciler loop.
+    pub async fn with_config(
+        backend: Backend,
+        opts: SimulatorOptions,
+        jobs: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+        let sim = simulator::spawn(opts).await.expect("simulator starts");
+        let (db_url, schema, dir) = fresh_db(backend).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = simulator_config(&sim, addr, &format!("http://{addr}"), &db_url, ADMIN);
+        adjust(&mut config);
+        let host = Host::start(config.clone(), listener, jobs)
+            .await
+            .expect("host starts");
+        Self {
+            sim,
+            host: Some(host),
+            http: reqwest::Client::new(),
+            db_url,
+            addr,
+            backend,
+            schema,
+            dir,
+            config,
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        self.host.as_ref().expect("host running")
+    }
+
+    pub fn state(&self) -> &wxpay_host::AppState {
+        &self.host().state
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the host (graceful), keeping the database.
+    pub async fn stop_host(&mut self) {
+        if let Some(h) = self.host.take() {
+            h.stop().await;
+        }
+    }
+
+    /// Starts a new host on the same address and database.
+    pub async fn start_host(&mut self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind same port");
+        self.host = Some(
+            Host::start(self.config.clone(), listener, false)
+                .await
+                .expect("restart"),
+        );
+    }
+
+    pub async fn finish(mut self) {
+        self.stop_host().await;
+        drop_db(self.schema.as_deref(), self.dir.as_deref()).await;
+    }
+
+    pub async fn login(&self, openid: &str) -> String {
+        let code = self.sim.issue_login_code(openid);
+        let (status, v) = self.post("/api/login", None, json!({ "code": code })).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["openid"], openid);
+        assert!(
+            v.to_string().find("session_key").is_none(),
+            "session_key leaked: {v}"
+        );
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_order(&self, openid: &str, no: &str, amount: i64, expire_in: i64) -> Value {
+        let (status, v) = self
+            .post(
+                "/admin/orders",
+                Some(ADMIN),
+                json!({ "openid": openid, "amount": amount, "description": "Test tea",
+                        "out_trade_no": no, "expire_in": expire_in }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        assert_eq!(v["state"], "CREATED");
+        v
+    }
+
+    /// login + create + pay params; returns (token, params).
+    pub async fn ordered(&self, openid: &str, no: &str, amount: i64) -> (String, Value) {
+        let token = self.login(openid).await;
+        self.create_order(openid, no, amount, 1800).await;
+        let (status, params) = self
+            .post(&format!("/api/orders/{no}/pay"), Some(&token), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{params}");
+        (token, params)
+    }
+
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(path));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn admin_order(&self, no: &str) -> Value {
+        let (status, v) = self.get(&format!("/admin/orders/{no}"), Some(ADMIN)).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Polls until the order reaches `state` (or panics after `secs`).
+    pub async fn wait_state(&self, no: &str, state: &str, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.admin_order(no).await;
+            if v["state"] == state {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {no} never became {state}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A notification body + headers signed with the platform key, as WeChat sends them.
+    pub fn craft_notification(
+        &self,
+        id: &str,
+        event_type: &str,
+        original_type: &str,
+        plaintext: &Value,
+    ) -> (Vec<(String, String)>, Vec<u8>) {
+        let key = ApiV3Key::new(self.sim.api_v3_key()).unwrap();
+        let nonce = &wxpay_core::nonce_str(&mut UnwrapErr(getrandom::SysRng))[..12];
+        let ct =
+            wxpay_core::aead::encrypt(&key, nonce, original_type, plaintext.to_string().as_bytes())
+                .unwrap();
+        let body = json!({
+            "id": id,
+            "create_time": "2026-11-26T12:00:00+08:00",
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": "test",
+            "resource": { "original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+                          "ciphertext": ct, "associated_data": original_type, "nonce": nonce },
+        })
+        .to_string()
+        .into_bytes();
+        let signer = MerchantSigner::from_pem(
+            default_provider(),
+            PLATFORM_PRIVATE_KEY_PEM,
+            "platform",
+            self.sim.platform_serial(),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ts = now.to_string();
+        let wnonce = wxpay_core::nonce_str(&mut UnwrapErr(getrandom::SysRng));
+        let sig = v3::sign_response(
+            &signer,
+            &mut UnwrapErr(getrandom::SysRng),
+            &ts,
+            &wnonce,
+            &body,
+        )
+        .unwrap();
+        let headers = vec![
+            ("Wechatpay-Timestamp".to_owned(), ts),
+            ("Wechatpay-Nonce".to_owned(), wnonce),
+            ("Wechatpay-Signature".to_owned(), sig),
+            (
+                "Wechatpay-Serial".to_owned(),
+                self.sim.platform_serial().to_owned(),
+            ),
+            (
+                "Wechatpay-Signature-Type".to_owned(),
+                "WECHATPAY2-SHA256-RSA2048".to_owned(),
+            ),
+        ];
+        (headers, body)
+    }
+
+    /// A `TRANSACTION.SUCCESS` plaintext for an order as the simulator would have it.
+    pub fn transaction(&self, no: &str, openid: &str, total: i64, transaction_id: &str) -> Value {
+        json!({
+            "mchid": self.sim.mchid(), "appid": self.sim.appid(), "out_trade_no": no,
+            "transaction_id": transaction_id, "trade_type": "JSAPI", "trade_state": "SUCCESS",
+            "trade_state_desc": "ok", "bank_type": "OTHERS", "attach": "",
+            "success_time": "2026-11-26T12:00:00+08:00", "payer": { "openid": openid },
+            "amount": { "total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY" },
+        })
+    }
+
+    pub async fn send_notification(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.body(body).send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn now() -> i64 {
+        wxpay_host::wechat::unix_now()
+    }
+}
+
+/// Number of events of `kind` in an admin order view.
+pub fn events(order: &Value, kind: &str) -> usize {
+    order["events"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["kind"] == kind).count())
+}
