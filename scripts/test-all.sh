@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Every check of the project, from a fresh machine: set-up, fmt, clippy, the wasm32 build of the
+# core, all Rust tests (vectors through every provider, SQLite and PostgreSQL host tests, the
+# wasmtime runner) and the npm package's tests. `.ci/run` calls exactly this.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+step() { printf '\n== test-all: %s\n' "$*"; }
+
+step "set-up"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+# openssl-sys (the benchmark baseline, compiled by clippy --all-targets) needs headers.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config
+  fi
+fi
+# PostgreSQL is started by the machine; start it if it is down (trust auth on 127.0.0.1:5432).
+export WXPAY_TEST_POSTGRES_URL="${WXPAY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "wxpay-core for wasm32-unknown-unknown (no IO, no OS)"
+cargo build -p wxpay-core --target wasm32-unknown-unknown
+
+if [ -f scripts/build-pkg.sh ]; then
+  step "npm package and universal .wasm (build)"
+  bash scripts/build-pkg.sh
+fi
+
+step "cargo test (workspace)"
+cargo test --workspace
+
+if [ -f scripts/test-pkg.sh ]; then
+  step "npm package tests"
+  bash scripts/test-pkg.sh
+fi
+step "all checks passed"
