@@ -3,11 +3,10 @@
 //! AAD = `associated_data`, ciphertext = base64(ct ‖ 16-byte tag).
 //! (WeChat Pay APIv3, "证书和回调报文解密".)
 
+use crate::b64;
 use crate::{Error, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -52,8 +51,7 @@ pub fn decrypt_bytes(
     associated_data: &str,
     ciphertext_b64: &str,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let ct = B64
-        .decode(ciphertext_b64.trim())
+    let ct = b64::decode(ciphertext_b64.trim())
         .map_err(|_| Error::Malformed("ciphertext is not base64"))?;
     let nonce = nonce(nonce_str)?;
     if ct.len() < 16 {
@@ -106,7 +104,7 @@ pub fn encrypt(
             },
         )
         .map_err(|_| Error::Malformed("plaintext too long"))?;
-    Ok(B64.encode(ct))
+    Ok(b64::encode(ct))
 }
 
 #[cfg(test)]
@@ -150,10 +148,10 @@ mod tests {
             let k = ApiV3Key::new(KEY).expect("key");
             let ct = encrypt(&k, &nonce, &aad, &pt).expect("encrypt");
             prop_assert_eq!(decrypt_bytes(&k, &nonce, &aad, &ct).expect("decrypt").to_vec(), pt);
-            let mut raw = B64.decode(&ct).expect("b64");
+            let mut raw = b64::decode(&ct).expect("b64");
             let i = flip % raw.len();
             raw[i] ^= 1;
-            prop_assert_eq!(decrypt_bytes(&k, &nonce, &aad, &B64.encode(raw)).map(|_| ()), Err(Error::DecryptFailed));
+            prop_assert_eq!(decrypt_bytes(&k, &nonce, &aad, &b64::encode(raw)).map(|_| ()), Err(Error::DecryptFailed));
         }
 
         #[test]

@@ -3,10 +3,9 @@
 //! Keys are parsed once (PEM → provider key) and then used for every call; hot paths never
 //! re-parse PEM.
 
+use crate::b64;
 use crate::provider::{CryptoProvider, RsaPrivateKey, RsaPublicKey};
 use crate::{Error, Result};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use rand_core::CryptoRng;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,8 +74,7 @@ fn decode_signature(signature_b64: &str) -> Result<Vec<u8>> {
     if signature_b64.is_empty() {
         return Err(Error::SignatureMismatch);
     }
-    B64.decode(signature_b64.trim())
-        .map_err(|_| Error::SignatureMismatch)
+    b64::decode(signature_b64.trim()).map_err(|_| Error::SignatureMismatch)
 }
 
 /// The merchant's API certificate private key, with the `mchid` and certificate `serial_no` that
@@ -148,7 +146,7 @@ impl MerchantSigner {
     /// # Errors
     /// [`Error::InvalidKey`] if the provider fails to sign.
     pub fn sign<R: CryptoRng>(&self, rng: &mut R, message: &[u8]) -> Result<String> {
-        Ok(B64.encode(self.key.sign_pkcs1v15_sha256(rng, message)?))
+        Ok(b64::encode(self.key.sign_pkcs1v15_sha256(rng, message)?))
     }
 
     /// Decrypts a base64 RSA-OAEP (SHA-1, MGF1-SHA-1) ciphertext that was encrypted to the
@@ -158,8 +156,7 @@ impl MerchantSigner {
     /// [`Error::Malformed`] for non-base64 input, [`Error::DecryptFailed`] for anything that
     /// does not decrypt to UTF-8.
     pub fn decrypt_oaep<R: CryptoRng>(&self, rng: &mut R, ciphertext_b64: &str) -> Result<String> {
-        let ct = B64
-            .decode(ciphertext_b64.trim())
+        let ct = b64::decode(ciphertext_b64.trim())
             .map_err(|_| Error::Malformed("ciphertext is not base64"))?;
         let pt = self.key.decrypt_oaep_sha1(rng, &ct)?;
         String::from_utf8(pt.to_vec()).map_err(|_| Error::DecryptFailed)
@@ -207,7 +204,9 @@ impl PublicKey {
     /// # Errors
     /// [`Error::Malformed`] if the plaintext is too long for the key.
     pub fn encrypt_oaep<R: CryptoRng>(&self, rng: &mut R, plaintext: &str) -> Result<String> {
-        Ok(B64.encode(self.key.encrypt_oaep_sha1(rng, plaintext.as_bytes())?))
+        Ok(b64::encode(
+            self.key.encrypt_oaep_sha1(rng, plaintext.as_bytes())?,
+        ))
     }
 }
 
@@ -233,21 +232,29 @@ pub fn parse_certificate_pem(pem: &str) -> Result<CertificateInfo> {
     if label != "CERTIFICATE" {
         return Err(Error::InvalidKey("expected a CERTIFICATE PEM"));
     }
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+    use der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(&der)
         .map_err(|_| Error::InvalidKey("not an X.509 certificate"))?;
-    let raw = cert.tbs_certificate.raw_serial();
+    let tbs = cert.tbs_certificate();
+    let raw = tbs.serial_number().as_bytes();
     let skip = raw
         .iter()
         .take_while(|&&b| b == 0)
         .count()
         .min(raw.len().saturating_sub(1));
     let serial_no = raw[skip..].iter().map(|b| format!("{b:02X}")).collect();
-    let validity = cert.validity();
+    let secs = |t: x509_cert::time::Time| {
+        i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+    };
+    let validity = tbs.validity();
     Ok(CertificateInfo {
         serial_no,
-        not_before: validity.not_before.timestamp(),
-        not_after: validity.not_after.timestamp(),
-        spki_der: cert.public_key().raw.to_vec(),
+        not_before: secs(validity.not_before),
+        not_after: secs(validity.not_after),
+        spki_der: tbs
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|_| Error::InvalidKey("certificate public key"))?,
     })
 }
 
@@ -404,7 +411,9 @@ impl PlatformKeys {
         plaintext: &str,
     ) -> Result<String> {
         let key = self.key(serial)?;
-        Ok(B64.encode(key.key.encrypt_oaep_sha1(rng, plaintext.as_bytes())?))
+        Ok(b64::encode(
+            key.key.encrypt_oaep_sha1(rng, plaintext.as_bytes())?,
+        ))
     }
 }
 

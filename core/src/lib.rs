@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod b64;
 pub mod error;
 pub mod keys;
 pub mod nonce;

@@ -199,6 +199,17 @@ pub fn verify_notification(
     Ok(fields)
 }
 
+/// A signed XML request body and what went into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedXml {
+    /// The canonical string that was signed (without `&key=…`).
+    pub string_to_sign: String,
+    /// The signature placed in the `sign` field.
+    pub sign: String,
+    /// The `<xml>…</xml>` body to send.
+    pub xml: String,
+}
+
 /// A signed XML request body (e.g. for `unifiedorder`): `params` plus `sign`.
 ///
 /// When signing with HMAC-SHA256, include `sign_type=HMAC-SHA256` in `params` (WeChat reads it
@@ -210,13 +221,14 @@ pub fn signed_xml(
     params: &BTreeMap<String, String>,
     key: &ApiV2Key,
     sign_type: SignType,
-) -> Result<Signed> {
+) -> Result<SignedXml> {
     let signed = sign(params, key, sign_type);
     let mut all = params.clone();
     all.insert("sign".to_owned(), signed.sign.clone());
-    Ok(Signed {
+    Ok(SignedXml {
+        xml: to_xml(&all)?,
         string_to_sign: signed.string_to_sign,
-        sign: to_xml(&all)?,
+        sign: signed.sign,
     })
 }
 
@@ -321,7 +333,9 @@ mod tests {
             ("body", "a&b"),
             ("sign_type", "HMAC-SHA256"),
         ]);
-        let body = signed_xml(&p, &k, SignType::HmacSha256).expect("xml").sign;
+        let signed = signed_xml(&p, &k, SignType::HmacSha256).expect("xml");
+        let body = signed.xml;
+        assert!(body.contains(&format!("<sign><![CDATA[{}]]></sign>", signed.sign)));
         verify_notification(&body, &k, SignType::Md5).expect("verifies");
         assert_eq!(
             verify_notification(&body, &ApiV2Key::new("x"), SignType::Md5).expect_err("key"),

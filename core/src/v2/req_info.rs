@@ -2,10 +2,9 @@
 //! the lower-case hex MD5 of the APIv2 key. (WeChat Pay APIv2, "退款结果通知", 解密方式.)
 
 use super::ApiV2Key;
+use crate::b64;
 use crate::{Error, Result};
 use aes::Aes256;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use cipher::{Array, BlockCipherDecrypt, KeyInit};
 use md5::{Digest, Md5};
 use zeroize::Zeroizing;
@@ -17,8 +16,7 @@ use zeroize::Zeroizing;
 /// if the PKCS#7 padding is wrong (wrong key) or the plaintext is not UTF-8.
 pub fn decrypt_req_info(req_info_b64: &str, key: &ApiV2Key) -> Result<String> {
     let mut data = Zeroizing::new(
-        B64.decode(req_info_b64.trim())
-            .map_err(|_| Error::Malformed("req_info is not base64"))?,
+        b64::decode(req_info_b64.trim()).map_err(|_| Error::Malformed("req_info is not base64"))?,
     );
     if data.is_empty() || data.len() % 16 != 0 {
         return Err(Error::Malformed("req_info is not whole AES blocks"));

@@ -310,12 +310,7 @@ impl State {
                 match op {
                     "v2.sign" => ok(to_value(&v2::sign(&a.params, &key, st))),
                     "v2.verify" => v2::verify(&a.params, &key, st).map(|()| Value::Null),
-                    _ => {
-                        let mut params = a.params;
-                        let signed = v2::sign(&params, &key, st);
-                        params.insert("sign".to_owned(), signed.sign);
-                        ok(json!(v2::to_xml(&params)?))
-                    }
+                    _ => ok(json!(v2::signed_xml(&a.params, &key, st)?.xml)),
                 }
             }
             "v2.parse_xml" => {

@@ -749,10 +749,10 @@ pub fn v2_verify_notification(
 /// `malformed`.
 #[wasm_bindgen(js_name = v2SignedXml)]
 pub fn v2_signed_xml(params: &JsValue, key: &str, sign_type_: Option<String>) -> JsResult<String> {
-    let mut params = params_of(params)?;
-    let signed = v2::sign(&params, &v2::ApiV2Key::new(key), sign_type(sign_type_)?);
-    params.insert("sign".to_owned(), signed.sign);
-    v2::to_xml(&params).js()
+    let params = params_of(params)?;
+    v2::signed_xml(&params, &v2::ApiV2Key::new(key), sign_type(sign_type_)?)
+        .map(|s| s.xml)
+        .js()
 }
 
 /// The XML reply to an APIv2 notification.
