@@ -43,3 +43,31 @@ pub fn vector_files(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     out.sort();
     Ok(out)
 }
+
+/// A scratch copy of a vector directory's keys plus two deliberate faults — the first
+/// `v3_pay_sign` case with one character of its expected signature changed, and an unknown
+/// `v9_unknown.json` — to prove that a runner reports exactly those. Remove it when done.
+///
+/// # Panics
+/// If `src` lacks `keys/` or `v3_pay_sign.json`, or the temp dir is not writable (test-only).
+#[must_use]
+pub fn faulty_vectors_copy(src: &Path, tag: &str) -> PathBuf {
+    let tmp = std::env::temp_dir().join(format!("wxpay-{tag}-vectors-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("keys")).expect("tmp dir");
+    for f in std::fs::read_dir(src.join("keys")).expect("keys") {
+        let p = f.expect("entry").path();
+        std::fs::copy(&p, tmp.join("keys").join(p.file_name().expect("name"))).expect("copy key");
+    }
+    let text = std::fs::read_to_string(src.join("v3_pay_sign.json")).expect("read");
+    let mut pay: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let sig = pay["cases"][0]["expected"]
+        .as_str()
+        .expect("sig")
+        .to_owned();
+    let first = if sig.starts_with('A') { "B" } else { "A" };
+    pay["cases"][0]["expected"] =
+        serde_json::Value::String(format!("{first}{}", sig.get(1..).expect("non-empty")));
+    std::fs::write(tmp.join("v3_pay_sign.json"), pay.to_string()).expect("write");
+    std::fs::write(tmp.join("v9_unknown.json"), r#"{"cases":[]}"#).expect("write");
+    tmp
+}

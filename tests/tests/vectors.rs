@@ -8,7 +8,7 @@ use wxpay_core::provider::{CryptoProvider, all_providers};
 use wxpay_core::v2::{self, ApiV2Key, SignType};
 use wxpay_core::v3::{self, ApiV3Key, WechatpayHeaders};
 use wxpay_core::{Error, MerchantSigner, PlatformKeys, Result};
-use wxpay_tests::{KNOWN_FILES, vector_files, vectors_dir};
+use wxpay_tests::{KNOWN_FILES, faulty_vectors_copy, vector_files, vectors_dir};
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
@@ -356,25 +356,10 @@ fn every_vector_through_every_provider() {
 /// The runner itself must fail on a wrong expectation and on a file it does not know.
 #[test]
 fn runner_reports_a_flipped_vector_and_an_unknown_file() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
-    let tmp = std::env::temp_dir().join(format!("wxpay-vectors-{}", std::process::id()));
-    std::fs::create_dir_all(tmp.join("keys")).expect("tmp dir");
-    for f in std::fs::read_dir(src.join("keys")).expect("keys") {
-        let p = f.expect("entry").path();
-        std::fs::copy(&p, tmp.join("keys").join(p.file_name().expect("name"))).expect("copy key");
-    }
-    let mut pay: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("v3_pay_sign.json")).expect("read"))
-            .expect("json");
-    let sig = pay["cases"][0]["expected"]
-        .as_str()
-        .expect("sig")
-        .to_owned();
-    let first = if sig.starts_with('A') { "B" } else { "A" };
-    let flipped = format!("{first}{}", sig.get(1..).expect("non-empty"));
-    pay["cases"][0]["expected"] = Value::String(flipped);
-    std::fs::write(tmp.join("v3_pay_sign.json"), pay.to_string()).expect("write");
-    std::fs::write(tmp.join("v9_unknown.json"), r#"{"cases":[]}"#).expect("write");
+    let tmp = faulty_vectors_copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors"),
+        "native",
+    );
     let (_, failures) = run_dir(&tmp);
     std::fs::remove_dir_all(&tmp).ok();
     assert!(

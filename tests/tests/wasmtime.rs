@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
-use wxpay_tests::{KNOWN_FILES, vector_files, vectors_dir};
+use wxpay_tests::{KNOWN_FILES, faulty_vectors_copy, vector_files, vectors_dir};
 
 fn module_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WXPAY_CABI_WASM") {
@@ -465,24 +465,7 @@ fn wasm_runner_reports_a_flipped_vector_and_an_unknown_file() {
         return;
     };
     let mut w = Wasm::new(&engine, &module);
-    let src = vectors_dir();
-    let tmp = std::env::temp_dir().join(format!("wxpay-wasm-vectors-{}", std::process::id()));
-    std::fs::create_dir_all(tmp.join("keys")).expect("tmp dir");
-    for f in std::fs::read_dir(src.join("keys")).expect("keys") {
-        let p = f.expect("entry").path();
-        std::fs::copy(&p, tmp.join("keys").join(p.file_name().expect("name"))).expect("copy key");
-    }
-    let mut pay: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("v3_pay_sign.json")).expect("read"))
-            .expect("json");
-    let sig = pay["cases"][0]["expected"]
-        .as_str()
-        .expect("sig")
-        .to_owned();
-    let first = if sig.starts_with('A') { "B" } else { "A" };
-    pay["cases"][0]["expected"] = Value::String(format!("{first}{}", sig.get(1..).expect("sig")));
-    std::fs::write(tmp.join("v3_pay_sign.json"), pay.to_string()).expect("write");
-    std::fs::write(tmp.join("v9_unknown.json"), r#"{"cases":[]}"#).expect("write");
+    let tmp = faulty_vectors_copy(&vectors_dir(), "wasm");
     let (_, failures) = run_dir(&mut w, &tmp);
     std::fs::remove_dir_all(&tmp).ok();
     assert_eq!(failures.len(), 2, "{failures:?}");
