@@ -164,6 +164,26 @@ fn benches(c: &mut Criterion) {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    // Parts of notification_verify_decrypt, to see where time goes beyond the RSA verify.
+    let body: Value = serde_json::from_slice(&notif_body).unwrap();
+    let r = &body["resource"];
+    let (nonce, aad, ct) = (
+        r["nonce"].as_str().unwrap().to_owned(),
+        r["associated_data"].as_str().unwrap().to_owned(),
+        r["ciphertext"].as_str().unwrap().to_owned(),
+    );
+    let mut g = c.benchmark_group("parts");
+    g.bench_function("aead_decrypt", |b| {
+        b.iter(|| black_box(wxpay_core::aead::decrypt(&api_key, &nonce, &aad, &ct).unwrap()));
+    });
+    g.bench_function("base64_decode", |b| {
+        b.iter(|| black_box(wxpay_core::b64::decode(&ct).unwrap()));
+    });
+    g.bench_function("json_envelope", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<Value>(&notif_body).unwrap()));
+    });
+    g.finish();
+
     let v2key = ApiV2Key::new("192006250b4c09247ec02edce69f6a2d");
     c.bench_function("v2_md5_sign", |b| {
         b.iter(|| black_box(v2::sign(&params, &v2key, SignType::Md5)))

@@ -51,8 +51,11 @@ impl CryptoProvider for AwsLc {
         check_size(encrypting.key_size_bits())?;
         let encrypting = OaepPublicEncryptingKey::new(encrypting)
             .map_err(|_| Error::InvalidKey("not an RSA SubjectPublicKeyInfo"))?;
+        // Parsed once here, so that verification does not re-parse the DER on every call.
+        let verifying = signature::ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki_der)
+            .map_err(|_| Error::InvalidKey("not an RSA SubjectPublicKeyInfo"))?;
         Ok(Box::new(PublicKey {
-            spki: spki_der.to_vec(),
+            verifying,
             encrypting,
         }))
     }
@@ -89,14 +92,14 @@ impl RsaPrivateKey for PrivateKey {
 }
 
 struct PublicKey {
-    spki: Vec<u8>,
+    verifying: signature::ParsedPublicKey,
     encrypting: OaepPublicEncryptingKey,
 }
 
 impl RsaPublicKey for PublicKey {
     fn verify_pkcs1v15_sha256(&self, message: &[u8], sig: &[u8]) -> Result<()> {
-        signature::UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.spki)
-            .verify(message, sig)
+        self.verifying
+            .verify_sig(message, sig)
             .map_err(|_| Error::SignatureMismatch)
     }
 
