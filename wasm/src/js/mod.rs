@@ -32,6 +32,24 @@ fn now_or_clock(now: Option<f64>) -> JsResult<u64> {
     }
 }
 
+/// The timestamp and nonce a signing call uses: the caller's (`options[ts_key]`,
+/// `options.nonceStr`), else `now`/the clock and a fresh nonce.
+fn stamp_and_nonce(
+    options: &JsValue,
+    ts_key: &str,
+    rng: &mut UnwrapErr<getrandom::SysRng>,
+) -> JsResult<(String, String)> {
+    let stamp = match opt_string(options, ts_key)? {
+        Some(t) => t,
+        None => wxpay_core::timestamp(now_or_clock(opt_number(options, "now")?)?),
+    };
+    let nonce = match opt_string(options, "nonceStr")? {
+        Some(n) => n,
+        None => wxpay_core::nonce_str(rng),
+    };
+    Ok((stamp, nonce))
+}
+
 fn get(obj: &JsValue, key: &str) -> JsValue {
     if obj.is_object() {
         Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
@@ -262,15 +280,8 @@ impl MerchantSigner {
         options: Option<Object>,
     ) -> JsResult<JsValue> {
         let options: JsValue = options.into();
-        let timestamp = match opt_string(&options, "timestamp")? {
-            Some(t) => t,
-            None => wxpay_core::timestamp(now_or_clock(opt_number(&options, "now")?)?),
-        };
         let mut rng = rng();
-        let nonce = match opt_string(&options, "nonceStr")? {
-            Some(n) => n,
-            None => wxpay_core::nonce_str(&mut rng),
-        };
+        let (timestamp, nonce) = stamp_and_nonce(&options, "timestamp", &mut rng)?;
         let body = body.unwrap_or_default();
         let auth = v3::authorization(
             &self.inner,
@@ -299,15 +310,8 @@ impl MerchantSigner {
         options: Option<Object>,
     ) -> JsResult<JsValue> {
         let options: JsValue = options.into();
-        let time_stamp = match opt_string(&options, "timeStamp")? {
-            Some(t) => t,
-            None => wxpay_core::timestamp(now_or_clock(opt_number(&options, "now")?)?),
-        };
         let mut rng = rng();
-        let nonce = match opt_string(&options, "nonceStr")? {
-            Some(n) => n,
-            None => wxpay_core::nonce_str(&mut rng),
-        };
+        let (time_stamp, nonce) = stamp_and_nonce(&options, "timeStamp", &mut rng)?;
         let pay = v3::pay_sign(
             &self.inner,
             &mut rng,
@@ -785,14 +789,7 @@ pub fn v2_request_payment(
     options: Option<Object>,
 ) -> JsResult<JsValue> {
     let options: JsValue = options.into();
-    let time_stamp = match opt_string(&options, "timeStamp")? {
-        Some(t) => t,
-        None => wxpay_core::timestamp(now_or_clock(opt_number(&options, "now")?)?),
-    };
-    let nonce = match opt_string(&options, "nonceStr")? {
-        Some(n) => n,
-        None => wxpay_core::nonce_str(&mut rng()),
-    };
+    let (time_stamp, nonce) = stamp_and_nonce(&options, "timeStamp", &mut rng())?;
     let r = v2::request_payment(
         &v2::ApiV2Key::new(key),
         sign_type(sign_type_)?,
