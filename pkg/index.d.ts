@@ -184,10 +184,11 @@ export interface DownloadedCertificate {
   pem: string;
 }
 
-/** The APIv3 key (32 bytes). */
+/** The APIv3 key (32 bytes). With the platform provider, AES-GCM runs in `node:crypto`. */
 export class ApiV3Key {
   /** @throws {WxpayError} `invalid_key` unless 32 bytes */
-  constructor(key: string);
+  constructor(key: string, options?: KeyOptions);
+  readonly provider: 'platform' | 'rust';
   decrypt(nonce: string, associatedData: string, ciphertext: string): string;
   encrypt(nonce: string, associatedData: string, plaintext: string): string;
   /** Decrypts a `GET /v3/certificates` body (verify the response first). */

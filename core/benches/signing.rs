@@ -100,6 +100,7 @@ fn benches(c: &mut Criterion) {
         .unwrap();
         let mut keys = PlatformKeys::new();
         keys.insert_certificate_pem(p, CERT).unwrap();
+        let api_key = api_key.clone().with_provider(p);
         let mut g = c.benchmark_group(p.name());
         g.bench_function("pay_sign", |b| {
             b.iter(|| {

@@ -4,6 +4,7 @@
 //! (WeChat Pay APIv3, "证书和回调报文解密".)
 
 use crate::b64;
+use crate::provider::CryptoProvider;
 use crate::{Error, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -11,8 +12,15 @@ use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The merchant's APIv3 key (32 ASCII bytes), zeroized on drop; `Debug` redacts it.
+///
+/// Decryption runs in the core unless a provider that does AES-GCM itself is attached with
+/// [`ApiV3Key::with_provider`].
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct ApiV3Key([u8; 32]);
+pub struct ApiV3Key {
+    key: [u8; 32],
+    #[zeroize(skip)]
+    provider: Option<&'static dyn CryptoProvider>,
+}
 
 impl fmt::Debug for ApiV3Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -27,16 +35,28 @@ impl ApiV3Key {
     /// [`Error::InvalidKey`] unless it is exactly 32 bytes.
     pub fn new(key: &str) -> Result<Self> {
         <[u8; 32]>::try_from(key.as_bytes())
-            .map(Self)
+            .map(|key| Self {
+                key,
+                provider: None,
+            })
             .map_err(|_| Error::InvalidKey("the APIv3 key must be 32 bytes"))
     }
 
+    /// Decrypts through `provider` where it offers AES-GCM
+    /// ([`CryptoProvider::aes_256_gcm_decrypt`]), else in the core.
+    #[must_use]
+    pub fn with_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
     fn cipher(&self) -> Result<Aes256Gcm> {
-        Aes256Gcm::new_from_slice(&self.0).map_err(|_| Error::InvalidKey("AES-256 key"))
+        Aes256Gcm::new_from_slice(&self.key).map_err(|_| Error::InvalidKey("AES-256 key"))
     }
 }
 
 fn nonce(nonce: &str) -> Result<&Nonce<aes_gcm::aead::consts::U12>> {
+    // `Nonce` is a 12-byte array type; the conversion checks the length.
     <&Nonce<_>>::try_from(nonce.as_bytes()).map_err(|_| Error::Malformed("nonce must be 12 bytes"))
 }
 
@@ -56,6 +76,12 @@ pub fn decrypt_bytes(
     let nonce = nonce(nonce_str)?;
     if ct.len() < 16 {
         return Err(Error::DecryptFailed);
+    }
+    if let Some(p) = key.provider
+        && let Some(result) =
+            p.aes_256_gcm_decrypt(&key.key, &nonce.0, associated_data.as_bytes(), &ct)
+    {
+        return result;
     }
     key.cipher()?
         .decrypt(
@@ -136,6 +162,58 @@ mod tests {
         assert_eq!(
             decrypt(&k, "0123456789ab", "", "!!")
                 .expect_err("b64")
+                .code(),
+            "malformed"
+        );
+    }
+
+    /// A provider that refuses every AEAD, to see that an attached provider is the one asked.
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl CryptoProvider for Refusing {
+        fn name(&self) -> &'static str {
+            "refusing"
+        }
+        fn private_key(&self, _: &[u8]) -> Result<Box<dyn crate::provider::RsaPrivateKey>> {
+            Err(Error::InvalidKey("none"))
+        }
+        fn public_key(&self, _: &[u8]) -> Result<Box<dyn crate::provider::RsaPublicKey>> {
+            Err(Error::InvalidKey("none"))
+        }
+        fn aes_256_gcm_decrypt(
+            &self,
+            _: &[u8; 32],
+            _: &[u8; 12],
+            _: &[u8],
+            _: &[u8],
+        ) -> Option<Result<Zeroizing<Vec<u8>>>> {
+            Some(Err(Error::DecryptFailed))
+        }
+    }
+
+    static REFUSING: Refusing = Refusing;
+
+    #[test]
+    fn an_attached_provider_decrypts_and_others_fall_back_to_the_core() {
+        let k = ApiV3Key::new(KEY).expect("key");
+        let ct = encrypt(&k, "0123456789ab", "x", b"hello").expect("encrypt");
+        let with_rust = k
+            .clone()
+            .with_provider(&crate::provider::rustcrypto::PROVIDER);
+        assert_eq!(
+            decrypt(&with_rust, "0123456789ab", "x", &ct).expect("core"),
+            "hello"
+        );
+        let refusing = k.with_provider(&REFUSING);
+        assert_eq!(
+            decrypt(&refusing, "0123456789ab", "x", &ct),
+            Err(Error::DecryptFailed)
+        );
+        // Input checks stay in the core, before any provider is asked.
+        assert_eq!(
+            decrypt(&refusing, "short", "x", &ct)
+                .expect_err("nonce")
                 .code(),
             "malformed"
         );

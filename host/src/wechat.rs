@@ -265,8 +265,9 @@ impl WechatClient {
             &config.merchant_serial,
         )
         .map_err(ClientInitError::MerchantKey)?;
-        let api_v3_key =
-            ApiV3Key::new(config.api_v3_key.expose()).map_err(ClientInitError::ApiV3Key)?;
+        let api_v3_key = ApiV3Key::new(config.api_v3_key.expose())
+            .map_err(ClientInitError::ApiV3Key)?
+            .with_provider(provider);
         let mut platform = PlatformKeys::new();
         let certificate_mode = match &config.platform {
             PlatformKeySource::PublicKey { id, pem } => {

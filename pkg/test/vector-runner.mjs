@@ -133,7 +133,8 @@ export function runCase(op, ctx, c) {
     }
     case 'v3_notification': {
       const keys = ctx.platformKeys();
-      const apiKey = new wx.ApiV3Key(c.api_v3_key ?? ctx.file.api_v3_key);
+      const apiKey = new wx.ApiV3Key(c.api_v3_key ?? ctx.file.api_v3_key, { provider: ctx.provider });
+      if (apiKey.provider !== ctx.provider) throw new Error(`ApiV3Key asked for ${ctx.provider}, got ${apiKey.provider}`);
       let probe = false;
       const [code, n] = outcome(() => {
         try {
@@ -154,14 +155,14 @@ export function runCase(op, ctx, c) {
       break;
     }
     case 'v3_decrypt': {
-      const [code, pt] = outcome(() => new wx.ApiV3Key(c.api_v3_key)
+      const [code, pt] = outcome(() => new wx.ApiV3Key(c.api_v3_key, { provider: ctx.provider })
         .decrypt(c.nonce, c.associated_data, c.ciphertext));
       if (pt !== undefined && pt !== c.plaintext) return `plaintext ${pt}`;
       got = code;
       break;
     }
     case 'v3_certificates': {
-      const [code, certs] = outcome(() => new wx.ApiV3Key(c.api_v3_key).decryptCertificates(c.body));
+      const [code, certs] = outcome(() => new wx.ApiV3Key(c.api_v3_key, { provider: ctx.provider }).decryptCertificates(c.body));
       if (certs) {
         if (certs.length !== c.certificates.length) return `${certs.length} certificates`;
         for (const [i, cert] of certs.entries()) {

@@ -45,6 +45,11 @@ impl Ctx<'_> {
             .unwrap_or_else(|e| panic!("key file {file}: {e}"))
     }
 
+    /// The case's APIv3 key, decrypting through this context's provider (where it has AES-GCM).
+    fn api_v3_key(&self, case: &Value) -> Result<ApiV3Key> {
+        ApiV3Key::new(s(case, "api_v3_key")).map(|k| k.with_provider(self.provider))
+    }
+
     fn signer(&self, mchid: &str, serial: &str) -> MerchantSigner {
         MerchantSigner::from_pem(
             self.provider,
@@ -200,7 +205,8 @@ fn run_case(op: &str, ctx: &Ctx<'_>, case: &Value) -> std::result::Result<(), St
                     .and_then(Value::as_str)
                     .unwrap_or_else(|| s(ctx.file, "api_v3_key")),
             )
-            .expect("api v3 key");
+            .expect("api v3 key")
+            .with_provider(ctx.provider);
             let now = case["now"].as_u64().expect("now");
             let r = headers(case).and_then(|h| {
                 v3::verify_notification(&keys, &api_key, &h, s(case, "body").as_bytes(), now)
@@ -222,7 +228,7 @@ fn run_case(op: &str, ctx: &Ctx<'_>, case: &Value) -> std::result::Result<(), St
             (code, String::new())
         }
         "v3_decrypt" => {
-            let r = ApiV3Key::new(s(case, "api_v3_key")).and_then(|k| {
+            let r = ctx.api_v3_key(case).and_then(|k| {
                 wxpay_core::aead::decrypt(
                     &k,
                     s(case, "nonce"),
@@ -239,7 +245,8 @@ fn run_case(op: &str, ctx: &Ctx<'_>, case: &Value) -> std::result::Result<(), St
             (code, String::new())
         }
         "v3_certificates" => {
-            let r = ApiV3Key::new(s(case, "api_v3_key"))
+            let r = ctx
+                .api_v3_key(case)
                 .and_then(|k| v3::decrypt_certificates(&k, s(case, "body").as_bytes()));
             let (code, certs) = outcome(r);
             if let Some(certs) = certs {

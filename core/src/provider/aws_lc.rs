@@ -59,6 +59,34 @@ impl CryptoProvider for AwsLc {
             encrypting,
         }))
     }
+
+    fn aes_256_gcm_decrypt(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Option<Result<Zeroizing<Vec<u8>>>> {
+        use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        let Ok(unbound) = UnboundKey::new(&AES_256_GCM, key) else {
+            return Some(Err(Error::InvalidKey("AES-256 key")));
+        };
+        let key = LessSafeKey::new(unbound);
+        let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
+        let result = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                buf.as_mut_slice(),
+            )
+            .map(|plain| plain.len())
+            .map_err(|_| Error::DecryptFailed)
+            .map(|len| {
+                buf.truncate(len);
+                buf
+            });
+        Some(result)
+    }
 }
 
 struct PrivateKey {

@@ -38,6 +38,23 @@ pub trait CryptoProvider: Send + Sync + core::fmt::Debug {
     /// # Errors
     /// [`crate::Error::InvalidKey`] if the bytes are not an RSA public key of 2048–4096 bits.
     fn public_key(&self, spki_der: &[u8]) -> Result<Box<dyn RsaPublicKey>>;
+
+    /// `AEAD_AES_256_GCM` decryption of `ciphertext ‖ 16-byte tag`, for providers whose platform
+    /// does it faster than the core's own code (in wasm, `node:crypto` has AES instructions and
+    /// the module has not). The default, `None`, lets the core decrypt.
+    ///
+    /// The core has already checked the key (32 bytes), the nonce (12 bytes) and that the input
+    /// holds at least a tag. Implementations answer `Some(Err(DecryptFailed))` for any
+    /// authentication failure.
+    fn aes_256_gcm_decrypt(
+        &self,
+        _key: &[u8; 32],
+        _nonce: &[u8; 12],
+        _aad: &[u8],
+        _ciphertext_and_tag: &[u8],
+    ) -> Option<Result<Zeroizing<Vec<u8>>>> {
+        None
+    }
 }
 
 /// A parsed RSA private key.

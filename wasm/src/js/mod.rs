@@ -505,21 +505,34 @@ impl PlatformKeys {
     }
 }
 
-/// The APIv3 key (32 bytes), held for AEAD_AES_256_GCM.
+/// The APIv3 key (32 bytes), held for AEAD_AES_256_GCM. With the platform provider (the
+/// default where `node:crypto` is installed) decryption runs in `node:crypto`.
 #[wasm_bindgen]
 pub struct ApiV3Key {
     inner: v3::ApiV3Key,
+    provider: &'static dyn CryptoProvider,
 }
 
 #[wasm_bindgen]
 impl ApiV3Key {
+    /// `options`: `{ provider?: "auto" | "platform" | "rust" }`.
+    ///
     /// # Errors
-    /// `invalid_key` unless exactly 32 bytes.
+    /// `invalid_key` unless exactly 32 bytes, or when `provider: "platform"` is asked for and
+    /// none is installed.
     #[wasm_bindgen(constructor)]
-    pub fn new(key: &str) -> JsResult<ApiV3Key> {
+    pub fn new(key: &str, options: Option<Object>) -> JsResult<ApiV3Key> {
+        let provider = provider_from(&options.into())?;
         Ok(Self {
-            inner: v3::ApiV3Key::new(key).js()?,
+            inner: v3::ApiV3Key::new(key).js()?.with_provider(provider),
+            provider,
         })
+    }
+
+    /// `"platform"` or `"rust"`: where decryption runs.
+    #[wasm_bindgen(getter)]
+    pub fn provider(&self) -> String {
+        provider_label(self.provider.name())
     }
 
     /// AEAD_AES_256_GCM decryption of a `resource` (ciphertext = base64 of ct ‖ tag).

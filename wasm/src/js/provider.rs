@@ -55,6 +55,29 @@ extern "C" {
     #[wasm_bindgen(method, catch, js_name = privateDecrypt)]
     fn private_decrypt(this: &NodeCrypto, key: &Object, data: &[u8])
     -> Result<Uint8Array, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = createDecipheriv)]
+    fn create_decipheriv(
+        this: &NodeCrypto,
+        algorithm: &JsValue,
+        key: &[u8],
+        iv: &[u8],
+    ) -> Result<Decipher, JsValue>;
+
+    /// A `node:crypto` `Decipher`.
+    type Decipher;
+
+    #[wasm_bindgen(method, catch, js_name = setAAD)]
+    fn set_aad(this: &Decipher, aad: &[u8]) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = setAuthTag)]
+    fn set_auth_tag(this: &Decipher, tag: &[u8]) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(method, catch)]
+    fn update(this: &Decipher, data: &[u8]) -> Result<Uint8Array, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = "final")]
+    fn finish(this: &Decipher) -> Result<Uint8Array, JsValue>;
 }
 
 /// `crypto.constants.RSA_PKCS1_OAEP_PADDING` (OpenSSL's value; the same in Node and workerd).
@@ -63,8 +86,9 @@ const RSA_PKCS1_OAEP_PADDING: f64 = 4.0;
 #[derive(Clone)]
 struct Platform {
     crypto: NodeCrypto,
-    /// The interned algorithm name, so that hot calls do not build a JS string each time.
+    /// The interned algorithm names, so that hot calls do not build JS strings each time.
     sha256: JsValue,
+    aes_256_gcm: JsValue,
 }
 
 /// A parsed key: the module that parsed it, its `KeyObject` and the options object OAEP calls
@@ -90,6 +114,7 @@ pub fn set_platform_crypto(crypto: JsValue) {
         Some(Platform {
             crypto: crypto.unchecked_into(),
             sha256: JsValue::from_str("sha256"),
+            aes_256_gcm: JsValue::from_str("aes-256-gcm"),
         })
     };
     PLATFORM.with_borrow_mut(|p| *p = platform);
@@ -210,6 +235,42 @@ impl CryptoProvider for NodeCryptoProvider {
         })?;
         check_rsa(&key)?;
         Ok(Box::new(PublicKey(KeySlot::insert(platform, key))))
+    }
+
+    /// AES-256-GCM through `node:crypto`, which has AES instructions; the wasm module has only
+    /// constant-time software AES, several times slower. Without an installed platform the core
+    /// decrypts itself.
+    fn aes_256_gcm_decrypt(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Option<Result<Zeroizing<Vec<u8>>>> {
+        PLATFORM.with_borrow(|p| {
+            let p = p.as_ref()?;
+            let Some((body, tag)) = ciphertext_and_tag
+                .len()
+                .checked_sub(16)
+                .map(|n| ciphertext_and_tag.split_at(n))
+            else {
+                return Some(Err(Error::DecryptFailed));
+            };
+            let run = || -> Result<Zeroizing<Vec<u8>>, JsValue> {
+                let d = p.crypto.create_decipheriv(&p.aes_256_gcm, key, nonce)?;
+                d.set_aad(aad)?;
+                d.set_auth_tag(tag)?;
+                let mut out = Zeroizing::new(Vec::with_capacity(body.len()));
+                for part in [d.update(body)?, d.finish()?] {
+                    out.extend_from_slice(&part.to_vec());
+                    // Plaintext stays in the JS heap only until the collector runs; wipe it.
+                    part.fill(0, 0, part.length());
+                }
+                Ok(out)
+            };
+            // `final()` throws on a tag mismatch: the only failure that can happen here.
+            Some(run().map_err(|_| Error::DecryptFailed))
+        })
     }
 }
 
