@@ -16,6 +16,7 @@
 //! | [`v3`] | APIv3: `Authorization`, `paySign`, response/notification verification, certificates |
 //! | [`keys`] | [`MerchantSigner`], [`PlatformKeys`], [`PublicKey`] |
 //! | [`aead`] | `AEAD_AES_256_GCM` resource decryption |
+//! | [`b64`] | strict standard base64 for signatures and ciphertexts |
 //! | [`provider`] | the RSA primitives behind [`CryptoProvider`] (RustCrypto, AWS-LC, JS) |
 //! | [`error`] | the one [`Error`] enum with its stable [`Error::code`] |
 //!
