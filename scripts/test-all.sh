@@ -32,6 +32,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "rustdoc -D warnings (core and host)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p wxpay-core -p wxpay-host
+
 step "wxpay-core for wasm32-unknown-unknown (no IO, no OS)"
 cargo build -p wxpay-core --target wasm32-unknown-unknown
 

@@ -6,7 +6,7 @@
 //! decryption is `wxpay-core`'s. [`simulator`] is a local WeChat Pay for tests and the sandbox.
 //!
 //! - [`config`]: `WXPAY_*` variables (+ optional TOML file) with documented defaults.
-//! - [`app`]: `fn app(state) -> Router` and the handlers; [`error`]: `AppError`.
+//! - [`app`](mod@app): `fn app(state) -> Router` and the handlers; [`error`]: `AppError`.
 //! - [`store`]: the storage interface over SQLite and PostgreSQL.
 //! - [`wechat`]: the signed, verified upstream client.
 //! - [`jobs`]: the reconciler. [`metrics`]: Prometheus text.
