@@ -107,8 +107,32 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_announced_oversize,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Answers 413 for a body whose announced `Content-Length` is over the limit, before reading any
+/// of it: otherwise the server reads up to the limit first, and a client can hold a connection
+/// by trickling an oversized body. Bodies without a length are still cut off at the limit by
+/// `DefaultBodyLimit` while they are read.
+async fn refuse_announced_oversize(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return AppError::PayloadTooLarge.into_response();
+    }
+    next.run(req).await
 }
 
 fn rng() -> UnwrapErr<getrandom::SysRng> {

@@ -507,7 +507,8 @@ impl WechatClient {
 
     /// Downloads `/v3/certificates`, decrypts them with the APIv3 key and, once the response
     /// signature verifies against them (or the keys already held), installs them. With
-    /// `force == false` this is rate-limited to one download per 30 s.
+    /// `force == false` (an unknown serial) this is rate-limited to one download per 30 s;
+    /// forced downloads (start-up, schedule) neither wait for nor count towards that limit.
     ///
     /// Returns the number of certificates now held.
     ///
@@ -520,11 +521,18 @@ impl WechatClient {
                 "platform certificates are not used in public-key mode".into(),
             ));
         }
+        // Held for the whole download, so that concurrent callers (e.g. several notifications
+        // under one new serial) wait for it and then find the certificate installed.
         let mut last = self.last_refresh.lock().await;
-        if !force && last.is_some_and(|t| t.elapsed() < REFRESH_MIN_INTERVAL) {
-            return Ok(self.with_platform_keys(PlatformKeys::len));
+        if !force {
+            // Only downloads triggered by unknown serials count towards the rate limit: the
+            // start-up and scheduled downloads must not delay picking up a certificate rotated
+            // right after them.
+            if last.is_some_and(|t| t.elapsed() < REFRESH_MIN_INTERVAL) {
+                return Ok(self.with_platform_keys(PlatformKeys::len));
+            }
+            *last = Some(Instant::now());
         }
-        *last = Some(Instant::now());
         let (status, headers, body) = self
             .send("certificates", Method::GET, "/v3/certificates", None)
             .await?;

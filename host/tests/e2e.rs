@@ -25,6 +25,7 @@ on_both!(
     storage_failure_is_not_acked,
     background_reconciler,
     replicas_share_one_database,
+    platform_certificate_rotation,
 );
 
 async fn full_flow(b: Backend) {
@@ -259,6 +260,81 @@ async fn tampered_rejected(b: Backend) {
     env.finish().await;
 }
 
+/// How many `/v3/certificates` downloads the host made, from its `/metrics`.
+async fn certificate_downloads(env: &Env) -> u64 {
+    const LINE: &str = "wxpay_upstream_request_duration_seconds_count{endpoint=\"certificates\"} ";
+    let (status, metrics) = env.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(LINE))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// WeChat Pay rotates its platform certificate: the payment notification arrives signed under
+/// a serial the host has never seen. The host downloads `/v3/certificates` once (concurrent
+/// copies included), verifies, and applies the payment exactly once; later responses under the
+/// new serial verify without another download.
+async fn platform_certificate_rotation(b: Backend) {
+    let env = Env::new(b).await;
+    let held = |env: &Env| {
+        env.state()
+            .wechat
+            .with_platform_keys(wxpay_core::keys::PlatformKeys::serials)
+    };
+    let old = env.sim.platform_serial().to_owned();
+    env.ordered("o_rotate", "ROTATE0001", 900).await;
+    assert_eq!(held(&env), vec![old.clone()]);
+    let downloads = certificate_downloads(&env).await;
+    assert_eq!(downloads, 1, "the start-up download only");
+
+    let new = env.sim.rotate_platform_certificate().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(env.sim.current_platform_serial(), new);
+    assert_eq!(
+        env.sim.platform_certificate_serials(),
+        vec![old.clone(), new.clone()]
+    );
+    // Three concurrent copies, all signed under the new serial.
+    env.sim.set_notify_behavior(NotifyBehavior::Duplicate(3));
+    env.sim.pay("ROTATE0001").unwrap();
+    env.sim.wait_idle(Duration::from_secs(20)).await.unwrap();
+    // Every copy accepted at its first attempt (no 401 and retry).
+    let attempts: Vec<_> = env
+        .sim
+        .delivery_attempts()
+        .iter()
+        .map(|a| (a.copy, a.attempt, a.status))
+        .collect();
+    assert_eq!(attempts.len(), 3, "(copy, attempt, status): {attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.1 == 0 && a.2 == Some(204)),
+        "(copy, attempt, status): {attempts:?}"
+    );
+    let order = env.wait_state("ROTATE0001", "PAID", 10).await;
+    assert_eq!(events(&order, "notify_paid"), 1, "{order}");
+    let m = &env.state().metrics;
+    assert_eq!(m.notification_count("pay", "applied"), 1);
+    assert_eq!(m.notification_count("pay", "duplicate"), 2);
+    assert_eq!(m.notification_count("pay", "unknown_serial"), 0);
+    // Exactly one refresh, and the host now holds both certificates.
+    assert_eq!(certificate_downloads(&env).await, downloads + 1);
+    let mut serials = held(&env);
+    serials.sort();
+    let mut both = vec![old, new.clone()];
+    both.sort();
+    assert_eq!(serials, both);
+
+    // API responses signed with the new key verify with what is held: no further download.
+    env.ordered("o_rotate", "ROTATE0002", 100).await;
+    env.sim.set_notify_behavior(NotifyBehavior::Normal);
+    env.sim.pay("ROTATE0002").unwrap();
+    env.wait_state("ROTATE0002", "PAID", 10).await;
+    assert_eq!(certificate_downloads(&env).await, downloads + 1);
+    assert_eq!(env.admin_order("ROTATE0001").await["state"], "PAID");
+    env.finish().await;
+}
+
 async fn amount_mismatch_flagged(b: Backend) {
     let env = Env::new(b).await;
     env.ordered("o_amt", "AMOUNT0001", 1000).await;
@@ -439,25 +515,9 @@ async fn bad_requests(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    // Huge body.
-    let huge = format!("{{\"code\":\"{}\"}}", "a".repeat(200_000));
-    let r = env
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(huge.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let r = env
-        .http
-        .post(env.url("/notify/pay"))
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Huge bodies are refused from their announced length (413), before being read.
+    assert_eq!(env.post_announcing("/api/login", 200_000).await, 413);
+    assert_eq!(env.post_announcing("/notify/pay", 200_000).await, 413);
     // Invalid / used login codes, rate limit, busy.
     let (s, v) = env
         .post("/api/login", None, json!({ "code": "not-a-code" }))

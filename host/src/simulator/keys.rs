@@ -26,6 +26,14 @@ const PLATFORM_PUBLIC_KEY_PEM: &str =
     include_str!("../../../tests/vectors/keys/platform_public_key.pem");
 /// The self-signed platform certificate over the same key (certificate mode).
 const PLATFORM_CERT_PEM: &str = include_str!("../../../tests/vectors/keys/platform_cert.pem");
+/// TEST-ONLY: the platform key WeChat Pay "rotates to" in
+/// [`super::SimulatorHandle::rotate_platform_certificate`]. Generated once for the simulator
+/// (`openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=wxpay simulator rotated
+/// test cert"`) and published with the source: never use it for anything real.
+const ROTATED_PLATFORM_PRIVATE_KEY_PEM: &str = include_str!("rotated_platform_private_key.pem");
+/// TEST-ONLY: the self-signed certificate over [`ROTATED_PLATFORM_PRIVATE_KEY_PEM`], with a
+/// serial different from the first platform certificate's.
+const ROTATED_PLATFORM_CERT_PEM: &str = include_str!("rotated_platform_cert.pem");
 
 /// The merchant id of the test vectors.
 const MCHID: &str = "1900009191";
@@ -93,6 +101,33 @@ impl SimulatorCredentials {
             .or(self.platform_certificate_serial.as_deref())
             .unwrap_or_default()
     }
+}
+
+/// A platform key pair that can sign: the certificate `/v3/certificates` lists and the signer
+/// whose "serial" is that certificate's serial.
+pub(crate) struct PlatformCertificate {
+    /// Signs responses and notifications under the certificate's serial.
+    pub signer: MerchantSigner,
+    /// Serial number and validity, for `Wechatpay-Serial` and `/v3/certificates`.
+    pub info: CertificateInfo,
+    /// The certificate PEM (encrypted into `/v3/certificates`).
+    pub pem: &'static str,
+}
+
+/// The second, TEST-ONLY platform certificate and key that a rotation switches to.
+pub(crate) fn rotated_platform_certificate(mchid: &str) -> wxpay_core::Result<PlatformCertificate> {
+    let info = parse_certificate_pem(ROTATED_PLATFORM_CERT_PEM)?;
+    let signer = MerchantSigner::from_pem(
+        default_provider(),
+        ROTATED_PLATFORM_PRIVATE_KEY_PEM,
+        mchid,
+        &info.serial_no,
+    )?;
+    Ok(PlatformCertificate {
+        signer,
+        info,
+        pem: ROTATED_PLATFORM_CERT_PEM,
+    })
 }
 
 /// The parsed keys the simulator works with.

@@ -10,10 +10,11 @@
 //! | `GET /v3/pay/transactions/id/{transaction_id}?mchid=` | order query by WeChat's id |
 //! | `POST /v3/pay/transactions/out-trade-no/{no}/close` | close, 204 |
 //! | `POST /v3/refund/domestic/refunds`, `GET …/refunds/{out_refund_no}` | refund, later a `REFUND.SUCCESS` notification |
-//! | `GET /v3/certificates` | platform certificates (certificate mode) or 404 `NOT_FOUND` (public-key mode) |
+//! | `GET /v3/certificates` | platform certificates (certificate mode; old and new after [`SimulatorHandle::rotate_platform_certificate`]) or 404 `NOT_FOUND` (public-key mode) |
 //!
 //! Every `/v3` response, errors included, carries `Wechatpay-Timestamp`, `-Nonce`, `-Signature`,
-//! `-Serial` and `-Signature-Type`, signed with the platform key over exactly the body bytes sent.
+//! `-Serial` and `-Signature-Type`, signed with the (current) platform key over exactly the body
+//! bytes sent.
 //! Every `/v3` request must carry a valid merchant `Authorization`.
 //!
 //! Paying an order (by [`SimulatorHandle::pay`] or `POST /sim/orders/{no}/pay`) delivers a
@@ -50,7 +51,7 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand_core::UnwrapErr;
@@ -227,15 +228,18 @@ pub enum SimulatorError {
     /// A wait did not finish in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// Platform certificates (and their rotation) do not exist in public-key mode.
+    #[error("platform certificates are not used in public-key mode")]
+    PublicKeyMode,
 }
 
 /// State shared by the routes, the notifier and the handle.
 pub(crate) struct Shared {
     pub creds: SimulatorCredentials,
     pub api_v3_key: ApiV3Key,
-    pub platform_signer: MerchantSigner,
+    /// The current platform signing key and the certificates `/v3/certificates` lists.
+    pub platform: RwLock<Platform>,
     pub merchant_public: PublicKey,
-    pub certificate: CertificateInfo,
     pub clock: Arc<dyn Clock>,
     pub schedule: Vec<Duration>,
     pub refund_delay: Option<Duration>,
@@ -247,7 +251,24 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
 }
 
+/// WeChat Pay's platform key material at one moment: what it signs with and what
+/// `/v3/certificates` lists. A rotation replaces the signer and appends a certificate.
+pub(crate) struct Platform {
+    /// Signs responses and notifications; its "serial" is the `Wechatpay-Serial` sent.
+    pub signer: Arc<MerchantSigner>,
+    /// The `Wechatpay-Serial` of [`Platform::signer`].
+    pub serial: String,
+    /// Every certificate listed by `/v3/certificates` (serial, validity) with its PEM, oldest
+    /// first.
+    pub certificates: Vec<(CertificateInfo, &'static str)>,
+}
+
 impl Shared {
+    /// The platform key material, even if a panicking thread poisoned the lock.
+    pub(crate) fn platform(&self) -> std::sync::RwLockReadGuard<'_, Platform> {
+        self.platform.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The world, even if a panicking test thread poisoned the lock (the data stays usable:
     /// every mutation is a single insert or field update).
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
@@ -258,23 +279,23 @@ impl Shared {
         self.clock.now()
     }
 
-    /// Signs `timestamp\nnonce\nbody\n` with the platform key, as WeChat Pay signs responses
-    /// and notifications (WeChat Pay APIv3 "签名验证").
+    /// Signs `timestamp\nnonce\nbody\n` with the current platform key, as WeChat Pay signs
+    /// responses and notifications (WeChat Pay APIv3 "签名验证"); the result carries the serial
+    /// it was signed under.
     pub(crate) fn sign(&self, body: &[u8]) -> wxpay_core::Result<Signed> {
+        let (signer, serial) = {
+            let p = self.platform();
+            (p.signer.clone(), p.serial.clone())
+        };
         let mut rng = rng();
         let timestamp = wxpay_core::nonce::timestamp(self.now());
         let nonce = wxpay_core::nonce::nonce_str(&mut rng);
-        let signature = wxpay_core::v3::sign_response(
-            &self.platform_signer,
-            &mut rng,
-            &timestamp,
-            &nonce,
-            body,
-        )?;
+        let signature = wxpay_core::v3::sign_response(&signer, &mut rng, &timestamp, &nonce, body)?;
         Ok(Signed {
             timestamp,
             nonce,
             signature,
+            serial,
         })
     }
 
@@ -317,6 +338,8 @@ pub(crate) struct Signed {
     pub timestamp: String,
     pub nonce: String,
     pub signature: String,
+    /// The `Wechatpay-Serial` of the key that signed.
+    pub serial: String,
 }
 
 impl Signed {
@@ -337,8 +360,8 @@ impl Signed {
     }
 
     /// The five `Wechatpay-*` headers of this signature.
-    pub(crate) fn headers<'a>(&'a self, serial: &'a str) -> [(&'static str, &'a str); 5] {
-        Self::headers_with(&self.timestamp, &self.nonce, &self.signature, serial)
+    pub(crate) fn headers(&self) -> [(&'static str, &str); 5] {
+        Self::headers_with(&self.timestamp, &self.nonce, &self.signature, &self.serial)
     }
 }
 
@@ -387,12 +410,16 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
             source,
         })?;
     let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let platform = Platform {
+        signer: Arc::new(keys.platform_signer),
+        serial: keys.credentials.platform_serial().to_owned(),
+        certificates: vec![(keys.certificate, keys.credentials.platform_certificate_pem)],
+    };
     let shared = Arc::new(Shared {
         creds: keys.credentials,
         api_v3_key,
-        platform_signer: keys.platform_signer,
+        platform: RwLock::new(platform),
         merchant_public: keys.merchant_public,
-        certificate: keys.certificate,
         clock: opts.clock,
         schedule: opts.notify_retry_schedule,
         refund_delay: opts.refund_delay,
@@ -511,16 +538,71 @@ impl SimulatorHandle {
         self.shared.creds.platform_public_key_id.as_deref()
     }
 
-    /// `Some(serial)` of the platform certificate in certificate mode.
+    /// `Some(serial)` of the (first) platform certificate in certificate mode.
     #[must_use]
     pub fn platform_certificate_serial(&self) -> Option<&str> {
         self.shared.creds.platform_certificate_serial.as_deref()
     }
 
-    /// The `Wechatpay-Serial` every response and notification carries.
+    /// The `Wechatpay-Serial` every response and notification carries at start, i.e. before
+    /// any [`SimulatorHandle::rotate_platform_certificate`] (the serial of the published test
+    /// platform key).
     #[must_use]
     pub fn platform_serial(&self) -> &str {
         self.shared.creds.platform_serial()
+    }
+
+    /// The `Wechatpay-Serial` responses and notifications are signed under now: the start
+    /// serial, or the rotated certificate's serial after a rotation.
+    #[must_use]
+    pub fn current_platform_serial(&self) -> String {
+        self.shared.platform().serial.clone()
+    }
+
+    /// The serials `/v3/certificates` lists now, oldest first.
+    #[must_use]
+    pub fn platform_certificate_serials(&self) -> Vec<String> {
+        self.shared
+            .platform()
+            .certificates
+            .iter()
+            .map(|(info, _)| info.serial_no.clone())
+            .collect()
+    }
+
+    /// Rotates the platform certificate like WeChat Pay does: a second platform key with its own
+    /// self-signed certificate (a fixed TEST-ONLY pair, with a different serial) is added to
+    /// `/v3/certificates`, which then lists both (each encrypted with the APIv3 key), and every
+    /// response and notification signed from now on uses the new key and carries its serial.
+    /// Notifications already being delivered are re-signed at each attempt, so their retries
+    /// switch too. Rotating again changes nothing (there is one rotated key). Returns the new
+    /// serial.
+    ///
+    /// # Errors
+    /// [`SimulatorError::PublicKeyMode`] in public-key mode; [`SimulatorError::Keys`] if the
+    /// compiled-in rotated key does not load.
+    pub fn rotate_platform_certificate(&self) -> Result<String, SimulatorError> {
+        if self.shared.creds.platform_certificate_serial.is_none() {
+            return Err(SimulatorError::PublicKeyMode);
+        }
+        let next = keys::rotated_platform_certificate(&self.shared.creds.mchid)?;
+        let mut platform = self
+            .shared
+            .platform
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let serial = next.info.serial_no.clone();
+        if !platform
+            .certificates
+            .iter()
+            .any(|(info, _)| info.serial_no == serial)
+        {
+            platform.certificates.push((next.info, next.pem));
+        }
+        platform.signer = Arc::new(next.signer);
+        platform.serial.clone_from(&serial);
+        tracing::info!(%serial, "simulator rotated its platform certificate");
+        Ok(serial)
     }
 
     /// Issues a single-use `wx.login` code for `openid`, valid for five minutes.

@@ -277,12 +277,9 @@ async fn send_once(shared: &Shared, p: &Prepared, kind: DeliveryKind) -> Option<
         .post(&p.url)
         .header("Content-Type", "application/json")
         .body(body);
-    for (name, value) in super::Signed::headers_with(
-        &signed.timestamp,
-        &signed.nonce,
-        &signature,
-        shared.creds.platform_serial(),
-    ) {
+    for (name, value) in
+        super::Signed::headers_with(&signed.timestamp, &signed.nonce, &signature, &signed.serial)
+    {
         req = req.header(name, value);
     }
     match req.send().await {

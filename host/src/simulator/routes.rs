@@ -109,7 +109,7 @@ async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Respons
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    for (name, value) in signed.headers(shared.creds.platform_serial()) {
+    for (name, value) in signed.headers() {
         if let Ok(v) = HeaderValue::from_str(value) {
             parts.headers.insert(name, v);
         }
@@ -467,8 +467,9 @@ async fn query_refund(State(shared): Sim, Path(no): Path<String>) -> Result<Resp
     Ok(json_response(StatusCode::OK, &r))
 }
 
-/// `GET /v3/certificates` (WeChat Pay APIv3 "下载平台证书"): the platform certificate encrypted
-/// with the APIv3 key; merchants on WeChat Pay public keys get 404.
+/// `GET /v3/certificates` (WeChat Pay APIv3 "下载平台证书"): every platform certificate (two
+/// after a rotation), each encrypted with the APIv3 key under its own nonce; merchants on
+/// WeChat Pay public keys get 404.
 async fn certificates(State(shared): Sim) -> Result<Response, V3Error> {
     if shared.creds.platform_certificate_serial.is_none() {
         return Err(V3Error::new(
@@ -477,19 +478,17 @@ async fn certificates(State(shared): Sim) -> Result<Response, V3Error> {
             "无可用的平台证书，请在商户平台-API安全申请使用微信支付公钥",
         ));
     }
-    let cert = &shared.certificate;
-    let nonce = wxpay_core::nonce::nonce_str(&mut rng())[..12].to_owned();
-    let ciphertext = wxpay_core::aead::encrypt(
-        &shared.api_v3_key,
-        &nonce,
-        "certificate",
-        shared.creds.platform_certificate_pem.as_bytes(),
-    )
-    .map_err(|_| V3Error::new(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "encrypt"))?;
+    let certificates = shared.platform().certificates.clone();
     let time = |t: i64| rfc3339_cst(u64::try_from(t).unwrap_or_default());
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "data": [{
+    let mut data = Vec::with_capacity(certificates.len());
+    for (cert, pem) in &certificates {
+        let nonce = wxpay_core::nonce::nonce_str(&mut rng())[..12].to_owned();
+        let ciphertext =
+            wxpay_core::aead::encrypt(&shared.api_v3_key, &nonce, "certificate", pem.as_bytes())
+                .map_err(|_| {
+                    V3Error::new(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "encrypt")
+                })?;
+        data.push(json!({
             "serial_no": cert.serial_no,
             "effective_time": time(cert.not_before),
             "expire_time": time(cert.not_after),
@@ -499,8 +498,9 @@ async fn certificates(State(shared): Sim) -> Result<Response, V3Error> {
                 "associated_data": "certificate",
                 "ciphertext": ciphertext,
             },
-        }]}),
-    ))
+        }));
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "data": data })))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -373,6 +373,62 @@ async fn certificates_in_certificate_mode_and_404_in_public_key_mode() {
 }
 
 #[tokio::test]
+async fn rotation_lists_both_certificates_and_signs_with_the_new_key() {
+    let h = sim(fast()).await;
+    let (url, rx) = receiver(&[]).await;
+    order(&h, "ROTATE01", 100, &url).await;
+    let old = h.platform_serial().to_owned();
+    assert_eq!(h.current_platform_serial(), old);
+    let new = h.rotate_platform_certificate().expect("rotates");
+    assert_ne!(new, old);
+    assert_eq!(h.current_platform_serial(), new);
+    assert_eq!(h.rotate_platform_certificate().expect("again"), new);
+    assert_eq!(
+        h.platform_certificate_serials(),
+        vec![old.clone(), new.clone()]
+    );
+
+    let r = v3(&h, "GET", "/v3/certificates", "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let headers = wechatpay_headers(&r.headers);
+    assert_eq!(headers.serial, new);
+    // Only the old certificate: the new serial is unknown.
+    assert_eq!(
+        verify_response(&platform_keys(&h), &headers, &r.body, now()).err(),
+        Some(wxpay_core::Error::UnknownSerial)
+    );
+    // Both certificates decrypt with the APIv3 key; the response verifies under the new one.
+    let key = ApiV3Key::new(h.api_v3_key()).expect("key");
+    let certs = decrypt_certificates(&key, &r.body).expect("decrypts");
+    let serials: Vec<&str> = certs.iter().map(|c| c.serial_no.as_str()).collect();
+    assert_eq!(serials, [old.as_str(), new.as_str()]);
+    let mut keys = PlatformKeys::new();
+    for c in &certs {
+        keys.insert_certificate_pem(default_provider(), &c.pem)
+            .expect("certificate");
+    }
+    verify_response(&keys, &headers, &r.body, now()).expect("verifies under the new key");
+
+    // Notifications too.
+    h.pay("ROTATE01").expect("pay");
+    h.wait_for_deliveries(1, WAIT).await.expect("delivered");
+    let received = rx.received.lock().expect("lock")[0].clone();
+    let wx = wechatpay_headers(&received.0);
+    assert_eq!(wx.serial, new);
+    verify_notification(&keys, &key, &wx, &received.1, now()).expect("notification verifies");
+
+    let pk = sim(SimulatorOptions {
+        public_key_mode: true,
+        ..fast()
+    })
+    .await;
+    assert!(matches!(
+        pk.rotate_platform_certificate(),
+        Err(SimulatorError::PublicKeyMode)
+    ));
+}
+
+#[tokio::test]
 async fn jscode2session_codes_are_single_use() {
     let h = sim(fast()).await;
     let code = h.issue_login_code("oUser1");

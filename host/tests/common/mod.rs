@@ -187,6 +187,34 @@ impl Env {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POSTs a request that announces a `Content-Length` of `len` bytes but sends none of them,
+    /// and returns the status line's code. A server that refuses an oversized body from the
+    /// header alone answers at once. (Sending the body instead races: the server answers 413
+    /// and closes while the client is still writing, and the client may see a reset instead of
+    /// the answer.)
+    pub async fn post_announcing(&self, path: &str, len: usize) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             content-length: {len}\r\nconnection: close\r\n\r\n",
+            self.addr
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the server answers without waiting for the body")
+            .expect("read");
+        let line = String::from_utf8_lossy(&buf[..n]);
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("status line: {line:?}"))
+    }
+
     /// Stops the host (graceful), keeping the database.
     pub async fn stop_host(&mut self) {
         if let Some(h) = self.host.take() {
