@@ -172,6 +172,11 @@ async fn demo() -> Result<()> {
     result
 }
 
+/// Sends a demo request and returns its JSON answer; a non-2xx status is an error.
+async fn answer(req: reqwest::RequestBuilder) -> Result<Value> {
+    Ok(req.send().await?.error_for_status()?.json().await?)
+}
+
 fn step(n: u32, what: &str, v: &Value) {
     println!("\n== {n}. {what}");
     println!(
@@ -194,43 +199,36 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
         &json!({ "code": code }),
     );
 
-    let login: Value = http
-        .post(format!("{host}/api/login"))
-        .json(&json!({ "code": code }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let login = answer(
+        http.post(format!("{host}/api/login"))
+            .json(&json!({ "code": code })),
+    )
+    .await?;
     step(2, "POST /api/login", &login);
     let token = login["token"]
         .as_str()
         .context("login answer has no token")?;
     let bearer = format!("Bearer {token}");
 
-    let order: Value = http
-        .post(format!("{host}/admin/orders"))
-        .header("authorization", &admin)
-        .json(&json!({ "openid": openid, "amount": 1999, "description": "Demo: one pot of tea" }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let order = answer(
+        http.post(format!("{host}/admin/orders"))
+            .header("authorization", &admin)
+            .json(
+                &json!({ "openid": openid, "amount": 1999, "description": "Demo: one pot of tea" }),
+            ),
+    )
+    .await?;
     step(3, "POST /admin/orders (back office)", &order);
     let no = order["out_trade_no"]
         .as_str()
         .context("order has no out_trade_no")?
         .to_owned();
 
-    let params: Value = http
-        .post(format!("{host}/api/orders/{no}/pay"))
-        .header("authorization", &bearer)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let params = answer(
+        http.post(format!("{host}/api/orders/{no}/pay"))
+            .header("authorization", &bearer),
+    )
+    .await?;
     step(
         4,
         "POST /api/orders/{no}/pay -> wx.requestPayment parameters",
@@ -265,26 +263,20 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
         .await
         .context("notification")?;
 
-    let state: Value = http
-        .get(format!("{host}/admin/orders/{no}"))
-        .header("authorization", &admin)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let state = answer(
+        http.get(format!("{host}/admin/orders/{no}"))
+            .header("authorization", &admin),
+    )
+    .await?;
     step(7, "GET /admin/orders/{no} (after the notification)", &state);
     if state["state"] != "PAID" {
         bail!("demo failed: order is {} instead of PAID", state["state"]);
     }
-    let mine: Value = http
-        .get(format!("{host}/api/orders/{no}"))
-        .header("authorization", &bearer)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let mine = answer(
+        http.get(format!("{host}/api/orders/{no}"))
+            .header("authorization", &bearer),
+    )
+    .await?;
     step(8, "GET /api/orders/{no} (the mini-program's view)", &mine);
     println!("\ndemo complete: order {no} is PAID");
     Ok(())

@@ -127,28 +127,24 @@ async fn duplicate_storm(b: Backend) {
         .post("/api/orders/DUP0000002/pay", Some(&token), Value::Null)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..50 {
-        let tx = env.transaction("DUP0000002", "o_dup2", 100, "4200000000000000000002");
-        let (h, body) = env.craft_notification(
-            &format!("dup2-{i}"),
-            "TRANSACTION.SUCCESS",
-            "transaction",
-            &tx,
-        );
-        let http = env.http.clone();
-        let url = env.url("/notify/pay");
-        set.spawn(async move {
-            let mut req = http.post(url).header("content-type", "application/json");
-            for (k, v) in &h {
-                req = req.header(k, v);
-            }
-            req.body(body).send().await.unwrap().status()
-        });
-    }
-    while let Some(s) = set.join_next().await {
-        assert_eq!(s.unwrap(), StatusCode::NO_CONTENT);
-    }
+    let notifications = (0..50)
+        .map(|i| {
+            let tx = env.transaction("DUP0000002", "o_dup2", 100, "4200000000000000000002");
+            let (h, body) = env.craft_notification(
+                &format!("dup2-{i}"),
+                "TRANSACTION.SUCCESS",
+                "transaction",
+                &tx,
+            );
+            (env.url("/notify/pay"), h, body)
+        })
+        .collect();
+    let statuses = env.post_concurrently(notifications).await;
+    assert_eq!(statuses.len(), 50);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NO_CONTENT),
+        "{statuses:?}"
+    );
     let order = env.admin_order("DUP0000002").await;
     assert_eq!(order["state"], "PAID");
     assert_eq!(events(&order, "notify_paid"), 1, "{order}");
@@ -760,34 +756,29 @@ async fn replicas_share_one_database(b: Backend) {
         .unwrap();
     env.ordered("o_rep", "REPLICA001", 100).await;
     let tx = env.transaction("REPLICA001", "o_rep", 100, "4200000000000000000042");
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        // 20 notification ids, each delivered to both replicas at once.
-        let (h, body) = env.craft_notification(
-            &format!("rep-{}", i / 2),
-            "TRANSACTION.SUCCESS",
-            "transaction",
-            &tx,
-        );
-        let base = if i % 2 == 0 {
-            env.url("")
-        } else {
-            second.clone()
-        };
-        let http = env.http.clone();
-        set.spawn(async move {
-            let mut req = http
-                .post(format!("{base}/notify/pay"))
-                .header("content-type", "application/json");
-            for (k, v) in &h {
-                req = req.header(k, v);
-            }
-            req.body(body).send().await.unwrap().status()
-        });
-    }
-    while let Some(s) = set.join_next().await {
-        assert_eq!(s.unwrap(), StatusCode::NO_CONTENT);
-    }
+    // 20 notification ids, each delivered to both replicas at once.
+    let notifications = (0..40)
+        .map(|i| {
+            let (h, body) = env.craft_notification(
+                &format!("rep-{}", i / 2),
+                "TRANSACTION.SUCCESS",
+                "transaction",
+                &tx,
+            );
+            let base = if i % 2 == 0 {
+                env.url("")
+            } else {
+                second.clone()
+            };
+            (format!("{base}/notify/pay"), h, body)
+        })
+        .collect();
+    let statuses = env.post_concurrently(notifications).await;
+    assert_eq!(statuses.len(), 40);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NO_CONTENT),
+        "{statuses:?}"
+    );
     let order = env.admin_order("REPLICA001").await;
     assert_eq!(order["state"], "PAID");
     assert_eq!(events(&order, "notify_paid"), 1, "{order}");

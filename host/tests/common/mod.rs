@@ -15,6 +15,9 @@ use wxpay_core::v3::{self, ApiV3Key};
 use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
 use wxpay_host::{Config, Host, simulator_config};
 
+/// A notification to deliver: URL, headers, body.
+pub type Delivery = (String, Vec<(String, String)>, Vec<u8>);
+
 /// The platform private key of the test vectors (the simulator signs with it too).
 const PLATFORM_PRIVATE_KEY_PEM: &str =
     include_str!("../../../tests/vectors/keys/platform_private_key.pem");
@@ -330,6 +333,26 @@ impl Env {
     }
 
     /// A notification body + headers signed with the platform key, as WeChat sends them.
+    /// POSTs every `(url, headers, body)` notification at once and returns the statuses.
+    pub async fn post_concurrently(&self, notifications: Vec<Delivery>) -> Vec<StatusCode> {
+        let mut set = tokio::task::JoinSet::new();
+        for (url, headers, body) in notifications {
+            let http = self.http.clone();
+            set.spawn(async move {
+                let mut req = http.post(url).header("content-type", "application/json");
+                for (k, v) in &headers {
+                    req = req.header(k, v);
+                }
+                req.body(body).send().await.unwrap().status()
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(s) = set.join_next().await {
+            out.push(s.unwrap());
+        }
+        out
+    }
+
     pub fn craft_notification(
         &self,
         id: &str,
