@@ -17,7 +17,8 @@ const Pay = require('wechatpay-node-v3');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkgDir = join(here, '..');
-const vectors = process.env.WXPAY_VECTORS_DIR ?? join(pkgDir, '..', 'tests', 'vectors');
+// The project's own fixtures (not $WXPAY_VECTORS_DIR: the bench needs these exact keys and cases).
+const vectors = join(pkgDir, '..', 'tests', 'vectors');
 const key = (name) => readFileSync(join(vectors, 'keys', name), 'utf8');
 const file = (name) => JSON.parse(readFileSync(join(vectors, name), 'utf8'));
 

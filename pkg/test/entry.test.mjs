@@ -7,10 +7,10 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as esm from 'wxpay-wasm';
-import { vectorsDir } from './vector-runner.mjs';
+import { fixturesDir } from './vector-runner.mjs';
 
 const require = createRequire(import.meta.url);
-const keyPem = readFileSync(join(vectorsDir(), 'keys', 'merchant_private_key.pem'), 'utf8');
+const keyPem = readFileSync(join(fixturesDir(), 'keys', 'merchant_private_key.pem'), 'utf8');
 
 test('require and import resolve to one instance', () => {
   const cjs = require('wxpay-wasm');

@@ -10,12 +10,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as wx from 'wxpay-wasm';
-import { vectorsDir } from './vector-runner.mjs';
+import { fixturesDir } from './vector-runner.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, '..');
 const require = createRequire(import.meta.url);
-const keys = join(vectorsDir(), 'keys');
+const keys = join(fixturesDir(), 'keys');
 const readme = readFileSync(join(pkg, 'README.md'), 'utf8');
 const blocks = [...readme.matchAll(/```js( worker)?\n([\s\S]*?)```/g)]
   .map((m, i) => ({ i, worker: Boolean(m[1]), code: m[2] }));

@@ -6,7 +6,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as wx from 'wxpay-wasm';
-import { KNOWN_FILES, runDir, vectorFiles, vectorsDir } from './vector-runner.mjs';
+import {
+  KNOWN_FILES, fixturesDir, runDir, runnerContractDir, vectorFiles, vectorsDir,
+} from './vector-runner.mjs';
 
 const PROVIDERS = ['platform', 'rust'];
 const dir = vectorsDir();
@@ -36,10 +38,11 @@ for (const [stem] of vectorFiles(dir)) {
 }
 
 test('the runner reports a flipped vector and an unknown file', () => {
+  const fixtures = fixturesDir();
   const tmp = mkdtempSync(join(tmpdir(), 'wxpay-v-'));
   try {
-    cpSync(join(dir, 'keys'), join(tmp, 'keys'), { recursive: true });
-    const pay = JSON.parse(readFileSync(join(dir, 'v3_pay_sign.json'), 'utf8'));
+    cpSync(join(fixtures, 'keys'), join(tmp, 'keys'), { recursive: true });
+    const pay = JSON.parse(readFileSync(join(fixtures, 'v3_pay_sign.json'), 'utf8'));
     const sig = pay.cases[0].expected;
     pay.cases[0].expected = (sig[0] === 'A' ? 'B' : 'A') + sig.slice(1);
     writeFileSync(join(tmp, 'v3_pay_sign.json'), JSON.stringify(pay));
@@ -51,4 +54,11 @@ test('the runner reports a flipped vector and an unknown file', () => {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('the runner follows the req_info contract: text compared, parsed only for fields', () => {
+  const { counts, failures } = runDir(wx, runnerContractDir(), PROVIDERS);
+  assert.equal(counts.v2_refund_req_info, 3 * PROVIDERS.length);
+  assert.equal(failures.length, PROVIDERS.length, failures.join('\n'));
+  assert.ok(failures.every((f) => f.includes('/ wrong fields /')), failures.join('\n'));
 });

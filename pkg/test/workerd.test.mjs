@@ -8,12 +8,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { vectorsDir } from './vector-runner.mjs';
+import { fixturesDir } from './vector-runner.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, '..');
 const require = createRequire(import.meta.url);
-const dir = vectorsDir();
+const dir = fixturesDir();
 const vec = (f) => JSON.parse(readFileSync(join(dir, f), 'utf8'));
 
 test('web build in workerd: sign a request and a paySign, verify a notification', () => {

@@ -10,6 +10,22 @@ pub fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors"))
 }
 
+/// The project's own copy of the vectors (`tests/vectors`), whatever `$WXPAY_VECTORS_DIR` says:
+/// the fixture keys and files of every test that is not the vector run itself, so that pointing
+/// the runners at another vector set never breaks unrelated tests.
+#[must_use]
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")
+}
+
+/// `tests/fixtures/runner-contract`: a `v2_refund_req_info.json` whose first plaintext is JSON
+/// (compared as text, never parsed), whose second gives `fields` (parsed and compared), and
+/// whose case named `wrong fields` must be the one failure of every runner.
+#[must_use]
+pub fn runner_contract_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runner-contract")
+}
+
 /// The operation files a vector directory may hold; any other `*.json` is an error.
 pub const KNOWN_FILES: &[&str] = &[
     "v2_sign",

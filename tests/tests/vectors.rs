@@ -8,7 +8,9 @@ use wxpay_core::provider::{CryptoProvider, all_providers};
 use wxpay_core::v2::{self, ApiV2Key, SignType};
 use wxpay_core::v3::{self, ApiV3Key, WechatpayHeaders};
 use wxpay_core::{Error, MerchantSigner, PlatformKeys, Result};
-use wxpay_tests::{KNOWN_FILES, faulty_vectors_copy, vector_files, vectors_dir};
+use wxpay_tests::{
+    KNOWN_FILES, faulty_vectors_copy, fixtures_dir, runner_contract_dir, vector_files, vectors_dir,
+};
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
@@ -147,7 +149,13 @@ fn run_case(op: &str, ctx: &Ctx<'_>, case: &Value) -> std::result::Result<(), St
                 if pt != s(case, "plaintext") {
                     return Err(format!("plaintext {pt:?}"));
                 }
-                v2::parse_xml(&pt).map_err(|e| format!("plaintext does not parse: {e}"))?;
+                // Parsed only when the case says what it parses to: a plaintext is just text.
+                if case.get("fields").is_some() {
+                    let fields = v2::parse_xml(&pt).map_err(|e| format!("parse: {e}"))?;
+                    if fields != params(case, "fields") {
+                        return Err(format!("fields {fields:?}"));
+                    }
+                }
             }
             (code, String::new())
         }
@@ -363,10 +371,7 @@ fn every_vector_through_every_provider() {
 /// The runner itself must fail on a wrong expectation and on a file it does not know.
 #[test]
 fn runner_reports_a_flipped_vector_and_an_unknown_file() {
-    let tmp = faulty_vectors_copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors"),
-        "native",
-    );
+    let tmp = faulty_vectors_copy(&fixtures_dir(), "native");
     let (_, failures) = run_dir(&tmp);
     std::fs::remove_dir_all(&tmp).ok();
     assert!(
@@ -379,6 +384,18 @@ fn runner_reports_a_flipped_vector_and_an_unknown_file() {
     );
     // only the flipped case (once per provider) and the unknown file
     assert_eq!(failures.len(), all_providers().len() + 1, "{failures:?}");
+}
+
+/// `req_info` plaintext is compared as the case says: as text, and parsed only for `fields`.
+#[test]
+fn runner_follows_the_req_info_contract() {
+    let (total, failures) = run_dir(&runner_contract_dir());
+    assert_eq!(total, 3 * all_providers().len());
+    assert_eq!(failures.len(), all_providers().len(), "{failures:?}");
+    assert!(
+        failures.iter().all(|f| f.contains("/ wrong fields /")),
+        "{failures:?}"
+    );
 }
 
 #[test]

@@ -11,7 +11,9 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use wasmtime::{Caller, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
-use wxpay_tests::{KNOWN_FILES, faulty_vectors_copy, vector_files, vectors_dir};
+use wxpay_tests::{
+    KNOWN_FILES, faulty_vectors_copy, fixtures_dir, runner_contract_dir, vector_files, vectors_dir,
+};
 
 fn module_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WXPAY_CABI_WASM") {
@@ -216,7 +218,13 @@ fn run_case(op: &str, ctx: &Ctx<'_>, w: &mut Wasm, case: &Value) -> Result<(), S
                 if pt != case["plaintext"] {
                     return Err(format!("plaintext {pt}"));
                 }
-                w.call(&json!({"op": "v2.parse_xml", "xml": pt}))?;
+                // Parsed only when the case says what it parses to: a plaintext is just text.
+                if let Some(want) = case.get("fields") {
+                    let fields = w.call(&json!({"op": "v2.parse_xml", "xml": pt}))?;
+                    if fields != *want {
+                        return Err(format!("fields {fields}"));
+                    }
+                }
             }
             c
         }
@@ -425,7 +433,7 @@ fn c_abi_equals_native_and_rejects_garbage() {
     let mut w = Wasm::new(&engine, &module);
     // Same signature bytes as the native core for a message no vector has.
     let pem =
-        std::fs::read_to_string(vectors_dir().join("keys/merchant_private_key.pem")).expect("key");
+        std::fs::read_to_string(fixtures_dir().join("keys/merchant_private_key.pem")).expect("key");
     let native = wxpay_core::MerchantSigner::from_pem(
         wxpay_core::provider::default_provider(),
         &pem,
@@ -446,6 +454,22 @@ fn c_abi_equals_native_and_rejects_garbage() {
     let b = w.ok(&json!({"op": "nonce_str"}));
     assert_ne!(a, b);
     assert_eq!(a.as_str().map(str::len), Some(32));
+    // An HMAC-SHA256 order does not accept a notification that claims MD5 (no downgrade).
+    let key = "192006250b4c09247ec02edce69f6a2d";
+    let md5 = w.ok(
+        &json!({"op": "v2.signed_xml", "key": key, "sign_type": "MD5",
+        "params": {"appid": "wx1", "body": "a\rb", "sign_type": "MD5"}}),
+    );
+    let fields =
+        w.ok(&json!({"op": "v2.verify_notification", "xml": md5, "key": key, "sign_type": "MD5"}));
+    assert_eq!(fields["body"], "a\rb");
+    assert_eq!(
+        w.call(
+            &json!({"op": "v2.verify_notification", "xml": md5, "key": key,
+            "sign_type": "HMAC-SHA256"})
+        ),
+        Err("signature_mismatch".to_owned())
+    );
     // Bad requests are errors with codes, never traps.
     assert_eq!(
         w.call(&json!({"op": "no.such.op"})),
@@ -465,7 +489,7 @@ fn wasm_runner_reports_a_flipped_vector_and_an_unknown_file() {
         return;
     };
     let mut w = Wasm::new(&engine, &module);
-    let tmp = faulty_vectors_copy(&vectors_dir(), "wasm");
+    let tmp = faulty_vectors_copy(&fixtures_dir(), "wasm");
     let (_, failures) = run_dir(&mut w, &tmp);
     std::fs::remove_dir_all(&tmp).ok();
     assert_eq!(failures.len(), 2, "{failures:?}");
@@ -477,4 +501,17 @@ fn wasm_runner_reports_a_flipped_vector_and_an_unknown_file() {
         failures.iter().any(|f| f.contains("unknown vector file")),
         "{failures:?}"
     );
+}
+
+/// `req_info` plaintext is compared as the case says: as text, and parsed only for `fields`.
+#[test]
+fn wasm_runner_follows_the_req_info_contract() {
+    let Some((engine, module)) = load() else {
+        return;
+    };
+    let mut w = Wasm::new(&engine, &module);
+    let (total, failures) = run_dir(&mut w, &runner_contract_dir());
+    assert_eq!(total, 3);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains("/ wrong fields:"), "{failures:?}");
 }

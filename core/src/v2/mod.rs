@@ -179,12 +179,15 @@ pub fn verify(
 
 /// Parses and verifies an APIv2 notification (payment result, etc.) over every field received.
 ///
-/// `order_sign_type` is the sign type the order was placed with; a `sign_type` field in the
-/// notification overrides it.
+/// `order_sign_type` is the sign type the order was placed with. A `sign_type` field in the
+/// notification may name a *stronger* algorithm (an MD5 order answered with HMAC-SHA256, as
+/// WeChat does), never a weaker one: the message is what an attacker controls, so an
+/// HMAC-SHA256 order whose notification claims `MD5` is rejected whatever its signature, or a
+/// forger could fall back to the weaker algorithm.
 ///
 /// # Errors
 /// [`Error::Malformed`] for bad XML or an unknown `sign_type`; [`Error::SignatureMismatch`] for
-/// a missing or wrong `sign`.
+/// a missing or wrong `sign`, or a `sign_type` weaker than `order_sign_type`.
 pub fn verify_notification(
     xml: &str,
     key: &ApiV2Key,
@@ -192,7 +195,10 @@ pub fn verify_notification(
 ) -> Result<BTreeMap<String, String>> {
     let fields = parse_xml(xml)?;
     let sign_type = match fields.get("sign_type") {
-        Some(s) => s.parse()?,
+        Some(s) => match (order_sign_type, s.parse()?) {
+            (SignType::HmacSha256, SignType::Md5) => return Err(Error::SignatureMismatch),
+            (_, claimed) => claimed,
+        },
         None => order_sign_type,
     };
     verify(&fields, key, sign_type)?;
@@ -347,7 +353,48 @@ mod tests {
         );
     }
 
+    #[test]
+    fn notification_sign_type_may_upgrade_but_never_downgrade() {
+        let k = ApiV2Key::new(KEY);
+        let md5 = map(&[("appid", "wx1"), ("total_fee", "1"), ("sign_type", "MD5")]);
+        let hmac = map(&[
+            ("appid", "wx1"),
+            ("total_fee", "1"),
+            ("sign_type", "HMAC-SHA256"),
+        ]);
+        let md5_xml = signed_xml(&md5, &k, SignType::Md5).expect("xml").xml;
+        let hmac_xml = signed_xml(&hmac, &k, SignType::HmacSha256)
+            .expect("xml")
+            .xml;
+        // Upgrade: an MD5 order answered with HMAC-SHA256.
+        verify_notification(&hmac_xml, &k, SignType::Md5).expect("upgrade");
+        verify_notification(&hmac_xml, &k, SignType::HmacSha256).expect("same");
+        verify_notification(&md5_xml, &k, SignType::Md5).expect("same");
+        // Downgrade: an HMAC-SHA256 order, a correctly MD5-signed message claiming MD5.
+        assert_eq!(
+            verify_notification(&md5_xml, &k, SignType::HmacSha256),
+            Err(Error::SignatureMismatch)
+        );
+    }
+
     proptest! {
+        /// `signed_xml` → `verify_notification` for any printable values, CR, LF and tab
+        /// included (a CR once came back as LF and broke the signature).
+        #[test]
+        fn signed_xml_round_trips_through_verify_notification(
+            p in proptest::collection::btree_map("[a-z_][a-z0-9_]{0,8}", "(\\PC|[\r\n\t]){0,20}", 0..8),
+            hmac in any::<bool>(),
+        ) {
+            let k = ApiV2Key::new(KEY);
+            let (t, mut p) = (if hmac { SignType::HmacSha256 } else { SignType::Md5 }, p);
+            p.remove("sign");
+            p.remove("sign_type");
+            let signed = signed_xml(&p, &k, t).expect("xml");
+            let fields = verify_notification(&signed.xml, &k, t).expect("verifies");
+            p.insert("sign".into(), signed.sign);
+            prop_assert_eq!(fields, p);
+        }
+
         #[test]
         fn sign_then_verify(p in proptest::collection::btree_map("[a-z_]{1,8}", ".{0,20}", 0..8),
                             hmac in any::<bool>()) {

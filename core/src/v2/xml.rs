@@ -117,17 +117,46 @@ pub fn parse_xml(xml: &str) -> Result<BTreeMap<String, String>> {
     Ok(map)
 }
 
+/// Whether XML 1.0 can carry `c` at all (§2.2 `Char`): tab, LF, CR, and everything from
+/// U+0020 except the non-characters U+FFFE and U+FFFF (surrogates cannot occur in a `str`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Appends `value` as CDATA that every XML parser reads back unchanged.
+///
+/// Two things would otherwise change on the way: `]]>` ends a CDATA section, so it is split
+/// across two sections; and a parser turns every CR and CRLF into LF before it even sees CDATA
+/// (XML 1.0 §2.11), which would change a signed value, so each CR leaves the section and is
+/// written as the character reference `&#13;`, which §2.11 does not touch.
 fn push_cdata(out: &mut String, value: &str) {
-    // "]]>" cannot appear inside one CDATA section: split it across two.
     out.push_str("<![CDATA[");
-    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+    let mut rest = value;
+    while let Some(i) = rest.find([']', '\r']) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        if let Some(after) = tail.strip_prefix("]]>") {
+            out.push_str("]]]]><![CDATA[>");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix('\r') {
+            out.push_str("]]>&#13;<![CDATA[");
+            rest = after;
+        } else {
+            out.push(']');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
     out.push_str("]]>");
 }
 
-/// Serializes a map as `<xml>` with every value in CDATA (field order = key order).
+/// Serializes a map as `<xml>` with every value in CDATA (field order = key order). Every value
+/// parses back byte for byte, CR and `]]>` included (see [`parse_xml`]).
 ///
 /// # Errors
-/// [`Error::Malformed`] if a key is not a valid element name (`[A-Za-z_][A-Za-z0-9_]*`).
+/// [`Error::Malformed`] if a key is not a valid element name (`[A-Za-z_][A-Za-z0-9_]*`), or a
+/// value holds a character XML 1.0 cannot carry (C0 controls other than tab, LF and CR; U+FFFE;
+/// U+FFFF) — WeChat's parser would refuse the document.
 pub fn to_xml(params: &BTreeMap<String, String>) -> Result<String> {
     let mut out = String::from("<xml>");
     for (k, v) in params {
@@ -138,6 +167,11 @@ pub fn to_xml(params: &BTreeMap<String, String>) -> Result<String> {
             && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(Error::Malformed("field name is not a valid XML name"));
+        }
+        if !v.chars().all(is_xml_char) {
+            return Err(Error::Malformed(
+                "field value holds a character XML cannot carry",
+            ));
         }
         out.push('<');
         out.push_str(k);
@@ -153,13 +187,17 @@ pub fn to_xml(params: &BTreeMap<String, String>) -> Result<String> {
 
 /// The reply a merchant sends to an APIv2 notification:
 /// `<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>`
-/// or `FAIL` with a message.
+/// or `FAIL` with a message (characters XML cannot carry become U+FFFD).
 #[must_use]
 pub fn reply_xml(success: bool, message: &str) -> String {
     let mut out = String::from("<xml><return_code>");
     push_cdata(&mut out, if success { "SUCCESS" } else { "FAIL" });
     out.push_str("</return_code><return_msg>");
-    push_cdata(&mut out, message);
+    let message: String = message
+        .chars()
+        .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+        .collect();
+    push_cdata(&mut out, &message);
     out.push_str("</return_msg></xml>");
     out
 }
@@ -208,12 +246,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn carriage_returns_survive_and_controls_are_refused() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_owned(), "x\ry\r\nz]\r]]>\t".to_owned());
+        let xml = to_xml(&m).expect("xml");
+        assert!(!xml.contains('\r'), "{xml:?}");
+        assert_eq!(parse_xml(&xml).expect("parse"), m);
+        // What a raw CR in CDATA would have become (XML 1.0 §2.11).
+        assert_eq!(
+            parse_xml("<xml><a><![CDATA[x\ry\r\nz]]></a></xml>").expect("parse")["a"],
+            "x\ny\nz"
+        );
+        for bad in ["\u{0}", "a\u{1}", "\u{b}", "\u{1f}", "\u{FFFE}", "\u{FFFF}"] {
+            m.insert("a".to_owned(), bad.to_owned());
+            assert_eq!(to_xml(&m).expect_err(bad).code(), "malformed");
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".{0,200}") { let _ = parse_xml(&s); }
 
+        /// Any printable value, CR, LF, tab and `]]>` included, comes back unchanged.
         #[test]
-        fn round_trips(m in proptest::collection::btree_map("[a-z_][a-z0-9_]{0,10}", "[^\r]{0,30}", 0..8)) {
+        fn round_trips(m in proptest::collection::btree_map("[a-z_][a-z0-9_]{0,10}", "(\\PC|[\r\n\t]|]]>){0,30}", 0..8)) {
             prop_assert_eq!(parse_xml(&to_xml(&m).expect("xml")).expect("parse"), m);
         }
     }

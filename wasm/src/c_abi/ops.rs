@@ -458,6 +458,34 @@ mod tests {
     }
 
     #[test]
+    fn v2_notifications_never_downgrade_and_keep_carriage_returns() {
+        let mut s = State::default();
+        let key = "192006250b4c09247ec02edce69f6a2d";
+        let xml = |s: &mut State, sign_type: &str, body: &str| {
+            call(
+                s,
+                json!({"op": "v2.signed_xml", "key": key, "sign_type": sign_type,
+                       "params": {"appid": "wx1", "body": body, "sign_type": sign_type}}),
+            )["ok"]
+                .clone()
+        };
+        let md5 = xml(&mut s, "MD5", "a\rb");
+        let hmac = xml(&mut s, "HMAC-SHA256", "a\rb");
+        let verify = |s: &mut State, xml: &Value, order: &str| {
+            call(
+                s,
+                json!({"op": "v2.verify_notification", "xml": xml, "key": key, "sign_type": order}),
+            )
+        };
+        assert_eq!(verify(&mut s, &hmac, "MD5")["ok"]["body"], "a\rb");
+        assert_eq!(verify(&mut s, &md5, "MD5")["ok"]["body"], "a\rb");
+        assert_eq!(
+            verify(&mut s, &md5, "HMAC-SHA256")["error"]["code"],
+            "signature_mismatch"
+        );
+    }
+
+    #[test]
     fn handles_are_freed_once() {
         let mut s = State::default();
         let h = call(&mut s, json!({"op": "platform_keys.new"}))["ok"].clone();
