@@ -4,9 +4,9 @@
 //! cargo run --release -p wxpay-host --example notify_load -- [ORDERS] [DUPLICATES] [CONCURRENCY]
 //! ```
 //!
-//! Starts the simulator (for its test keys) and a host on a temporary SQLite file, creates
-//! `ORDERS` orders, signs one `TRANSACTION.SUCCESS` notification per order with the platform
-//! test key, then posts every notification `DUPLICATES` times (a duplicate storm) with
+//! Starts the simulator (for its generated test keys) and a host on a temporary SQLite file,
+//! creates `ORDERS` orders, has the simulator sign one `TRANSACTION.SUCCESS` notification per
+//! order with its platform key, then posts every notification `DUPLICATES` times (a duplicate storm) with
 //! `CONCURRENCY` requests in flight. Reports throughput, p50/p99 latency and the process RSS
 //! (host + load generator + simulator share the process, so RSS is an upper bound), and checks
 //! that every order ended `PAID` exactly once. Loopback only; bounded in count.
@@ -15,18 +15,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand_core::UnwrapErr;
 use serde_json::json;
 use tokio::net::TcpListener;
-use wxpay_core::MerchantSigner;
-use wxpay_core::provider::default_provider;
-use wxpay_core::v3::{self, ApiV3Key};
-use wxpay_host::simulator::{self, SimulatorOptions};
-use wxpay_host::store::{NewOrder, OrderState, User};
-use wxpay_host::{Host, Secret, simulator_config};
-
-const PLATFORM_PRIVATE_KEY_PEM: &str =
-    include_str!("../../tests/vectors/keys/platform_private_key.pem");
+use wxpay_host::domain::{Amount, Description, OrderState, OutTradeNo};
+use wxpay_host::sandbox::simulator_config;
+use wxpay_host::service::orders::{self, NewOrder};
+use wxpay_host::store::User;
+use wxpay_host::{Host, Secret};
+use wxpay_simulator::SimulatorOptions;
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -51,7 +47,7 @@ async fn main() {
     let orders = arg(1, 2000);
     let dups = arg(2, 3).max(1);
     let concurrency = arg(3, 64).max(1);
-    let sim = simulator::spawn(SimulatorOptions::default())
+    let sim = wxpay_simulator::spawn(SimulatorOptions::default())
         .await
         .expect("simulator");
     let dir = std::env::temp_dir().join(format!("wxpay-load-{}", std::process::id()));
@@ -68,7 +64,7 @@ async fn main() {
     );
     let host = Host::start(config, listener, false).await.expect("host");
     let store = host.state.store.clone();
-    let now = wxpay_host::wechat::unix_now();
+    let now = host.state.now();
     store
         .upsert_user(
             &User {
@@ -82,25 +78,15 @@ async fn main() {
         .unwrap();
     for i in 0..orders {
         let o = NewOrder {
-            out_trade_no: format!("LOAD{i:08}"),
+            out_trade_no: Some(OutTradeNo::parse(format!("LOAD{i:08}")).unwrap()),
             openid: "o_load".into(),
-            amount: 100,
-            description: "load".into(),
+            amount: Amount::parse("amount", 100).unwrap(),
+            description: Description::parse("load".into()).unwrap(),
             attach: None,
-            expire_at: now + 3600,
+            expire_in: 3600,
         };
-        store.insert_order(&o, now).await.unwrap();
+        orders::create(&host.state, o).await.unwrap();
     }
-    let signer = MerchantSigner::from_pem(
-        default_provider(),
-        PLATFORM_PRIVATE_KEY_PEM,
-        "platform",
-        sim.platform_serial(),
-    )
-    .unwrap();
-    let key = ApiV3Key::new(sim.api_v3_key()).unwrap();
-    let mut rng = UnwrapErr(getrandom::SysRng);
-    let ts = wxpay_host::wechat::unix_now().to_string();
     let mut requests = Vec::with_capacity(orders * dups);
     for i in 0..orders {
         let plain = json!({
@@ -109,25 +95,18 @@ async fn main() {
             "trade_state": "SUCCESS", "payer": { "openid": "o_load" },
             "amount": { "total": 100, "payer_total": 100, "currency": "CNY" },
         });
-        let nonce = &wxpay_core::nonce_str(&mut rng)[..12];
-        let ct =
-            wxpay_core::aead::encrypt(&key, nonce, "transaction", plain.to_string().as_bytes())
-                .unwrap();
-        let body = json!({
-            "id": format!("load-{i}"), "create_time": "2026-11-26T12:00:00+08:00",
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
-            "summary": "load", "resource": { "original_type": "transaction",
-            "algorithm": "AEAD_AES_256_GCM", "ciphertext": ct,
-            "associated_data": "transaction", "nonce": nonce },
-        })
-        .to_string();
-        let wnonce = wxpay_core::nonce_str(&mut rng);
-        let sig = v3::sign_response(&signer, &mut rng, &ts, &wnonce, body.as_bytes()).unwrap();
+        let notification = sim
+            .signed_notification(
+                &format!("load-{i}"),
+                "TRANSACTION.SUCCESS",
+                "transaction",
+                &plain,
+            )
+            .unwrap();
         for _ in 0..dups {
-            requests.push((body.clone(), wnonce.clone(), sig.clone()));
+            requests.push(notification.clone());
         }
     }
-    let serial = sim.platform_serial().to_owned();
     let rss_before = rss_kib();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -138,32 +117,21 @@ async fn main() {
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (queue, http, url, ts, serial) = (
-            queue.clone(),
-            http.clone(),
-            url.clone(),
-            ts.clone(),
-            serial.clone(),
-        );
+        let (queue, http, url) = (queue.clone(), http.clone(), url.clone());
         workers.spawn(async move {
             let mut lat = Vec::new();
             let mut failures = 0usize;
             loop {
                 let next = queue.lock().unwrap().pop();
-                let Some((body, nonce, sig)) = next else {
+                let Some((headers, body)) = next else {
                     break;
                 };
                 let t = Instant::now();
-                let resp = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("Wechatpay-Timestamp", &ts)
-                    .header("Wechatpay-Nonce", nonce)
-                    .header("Wechatpay-Signature", sig)
-                    .header("Wechatpay-Serial", &serial)
-                    .body(body)
-                    .send()
-                    .await;
+                let mut req = http.post(&url).header("content-type", "application/json");
+                for (name, value) in headers {
+                    req = req.header(name, value);
+                }
+                let resp = req.body(body).send().await;
                 lat.push(t.elapsed());
                 if !resp.is_ok_and(|r| r.status().as_u16() == 204) {
                     failures += 1;

@@ -3,21 +3,29 @@
 //! A merchant runs it next to its mini-program: it logs users in (`jscode2session`), keeps
 //! orders in SQLite or PostgreSQL, places JSAPI orders, hands out `wx.requestPayment`
 //! parameters, and applies WeChat Pay notifications exactly once. All signing, verification and
-//! decryption is `wxpay-core`'s. [`simulator`] is a local WeChat Pay for tests and the sandbox.
+//! decryption is `wxpay-core`'s. With the default `sandbox` feature, `sandbox` points a host at the
+//! local WeChat Pay simulator (crate `wxpay-simulator`); without it no simulator is built in.
 //!
-//! - [`config`]: `WXPAY_*` variables (+ optional TOML file) with documented defaults.
-//! - [`app`](mod@app): `fn app(state) -> Router` and the handlers; [`error`]: `AppError`.
-//! - [`store`]: the storage interface over SQLite and PostgreSQL.
-//! - [`wechat`]: the signed, verified upstream client.
-//! - [`jobs`]: the reconciler. [`metrics`]: Prometheus text.
+//! Dependencies point one way: [`http`] → [`service`] → [`domain`] / [`store`] / [`wechat`].
+//!
+//! - [`domain`]: pure rules — the order and refund state machines, validated ids.
+//! - [`service`]: the only code that changes state, deciding on rows locked in its transaction.
+//! - [`http`]: handlers that parse, authorize, call one service and render; `AppError`.
+//! - [`store`]: SQLite and PostgreSQL behind one interface; [`wechat`]: the signed, verified
+//!   upstream client.
+//! - [`jobs`]: the reconciler's schedule; [`config`]: `WXPAY_*` variables; [`metrics`];
+//!   [`clock`].
 //! - [`Host`]: a running server (listener + reconciler) with graceful shutdown.
 
-pub mod app;
+pub mod clock;
 pub mod config;
-pub mod error;
+pub mod domain;
+pub mod http;
 pub mod jobs;
 pub mod metrics;
-pub mod simulator;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod service;
 pub mod store;
 pub mod wechat;
 
@@ -28,8 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use app::{AppState, InitError, app};
 pub use config::{Config, PlatformKeySource, Secret};
+pub use http::app;
+pub use service::{AppState, InitError};
 
 /// A running host: HTTP server plus (optionally) the reconciler.
 #[derive(Debug)]
@@ -54,9 +63,20 @@ impl Host {
         run_jobs: bool,
     ) -> Result<Self, InitError> {
         let state = AppState::new(config).await?;
-        let addr = listener.local_addr().map_err(|e| {
-            InitError::Upstream(wechat::UpstreamError::Transport(format!("listener: {e}")))
-        })?;
+        Self::serve(state, listener, run_jobs)
+    }
+
+    /// Serves an already built `state` (e.g. one on a test clock) on `listener`; with
+    /// `run_jobs`, also starts the reconciler.
+    ///
+    /// # Errors
+    /// [`InitError::Listen`] if the listener has no local address.
+    pub fn serve(
+        state: AppState,
+        listener: TcpListener,
+        run_jobs: bool,
+    ) -> Result<Self, InitError> {
+        let addr = listener.local_addr().map_err(InitError::Listen)?;
         let (shutdown, rx) = watch::channel(false);
         let router = app(state.clone());
         let mut srx = rx.clone();
@@ -113,48 +133,5 @@ impl Host {
     /// Asks the server and the reconciler to stop.
     pub fn trigger_shutdown(&self) {
         self.shutdown.send_replace(true);
-    }
-}
-
-/// A configuration that points a host at a running simulator (sandbox, demo and tests).
-///
-/// `notify_base` is the host's own base URL (where the simulator delivers notifications).
-#[must_use]
-pub fn simulator_config(
-    sim: &simulator::SimulatorHandle,
-    listen: SocketAddr,
-    notify_base: &str,
-    database_url: &str,
-    admin_token: &str,
-) -> Config {
-    let platform = match sim.platform_public_key_id() {
-        Some(id) => PlatformKeySource::PublicKey {
-            id: id.to_owned(),
-            pem: sim.platform_public_key_pem().to_owned(),
-        },
-        None => PlatformKeySource::Certificates,
-    };
-    Config {
-        listen,
-        database_url: database_url.to_owned(),
-        appid: sim.appid().to_owned(),
-        appsecret: Secret::new(sim.appsecret()),
-        mchid: sim.mchid().to_owned(),
-        merchant_serial: sim.merchant_serial().to_owned(),
-        merchant_key_pem: Secret::new(sim.merchant_private_key_pem()),
-        api_v3_key: Secret::new(sim.api_v3_key()),
-        platform,
-        notify_url: notify_base.trim_end_matches('/').to_owned(),
-        admin_token: Secret::new(admin_token),
-        api_base: sim.base_url().to_owned(),
-        login_base: sim.base_url().to_owned(),
-        order_expire: Duration::from_secs(1800),
-        session_ttl: Duration::from_secs(7200),
-        reconcile_interval: Duration::from_secs(5),
-        reconcile_after: Duration::from_secs(30),
-        cert_refresh_interval: Duration::from_secs(43_200),
-        http_timeout: Duration::from_secs(5),
-        upstream_retries: 2,
-        body_limit: 65_536,
     }
 }

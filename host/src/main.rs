@@ -1,15 +1,23 @@
 //! `wxpay-host` command line: `serve` (production), `sandbox` (host + simulator, no
 //! credentials needed) and `demo` (the whole payment flow against the sandbox, step by step).
+//! `sandbox` and `demo` need the default `sandbox` feature: a production build
+//! (`--no-default-features`) has `serve` only, and no simulator inside.
 
+#[cfg(feature = "sandbox")]
 use std::net::SocketAddr;
+#[cfg(feature = "sandbox")]
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+#[cfg(feature = "sandbox")]
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
-use wxpay_host::{Config, Host, simulator_config};
+#[cfg(feature = "sandbox")]
+use wxpay_host::sandbox::simulator_config;
+use wxpay_host::{Config, Host};
+#[cfg(feature = "sandbox")]
+use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
 const USAGE: &str = "\
 usage: wxpay-host <command>
@@ -30,8 +38,15 @@ async fn main() -> Result<()> {
     let cmd = std::env::args().nth(1).unwrap_or_default();
     match cmd.as_str() {
         "serve" => serve().await,
+        #[cfg(feature = "sandbox")]
         "sandbox" => sandbox().await,
+        #[cfg(feature = "sandbox")]
         "demo" => demo().await,
+        #[cfg(not(feature = "sandbox"))]
+        "sandbox" | "demo" => bail!(
+            "`{cmd}` is not available: this wxpay-host was built without the `sandbox` feature \
+             (build it with default features for the simulator)"
+        ),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -76,20 +91,23 @@ async fn serve() -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "sandbox")]
 fn random_token() -> Result<String> {
     let mut b = [0u8; 24];
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("os rng: {e}"))?;
     Ok(hex::encode(b))
 }
 
+#[cfg(feature = "sandbox")]
 struct Sandbox {
     sim: SimulatorHandle,
     host: Host,
     admin_token: String,
 }
 
+#[cfg(feature = "sandbox")]
 async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox> {
-    let sim = simulator::spawn(SimulatorOptions::default())
+    let sim = wxpay_simulator::spawn(SimulatorOptions::default())
         .await
         .context("starting the WeChat Pay simulator")?;
     let listener = match TcpListener::bind(listen).await {
@@ -117,6 +135,7 @@ async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox
     })
 }
 
+#[cfg(feature = "sandbox")]
 async fn sandbox() -> Result<()> {
     let listen: SocketAddr = std::env::var("WXPAY_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
@@ -130,7 +149,7 @@ async fn sandbox() -> Result<()> {
     let admin = &sb.admin_token;
     println!(
         "\
-wxpay sandbox is running (TEST KEYS ONLY: never use them for real payments)
+wxpay sandbox is running (TEST KEYS, generated at start: never use them for real payments)
   host:      {host}   (database {db})
   simulator: {sim}   (WeChat Pay + login, certificate mode)
   admin token: {admin}
@@ -160,6 +179,7 @@ Drive it with curl (Ctrl-C stops both):
     Ok(())
 }
 
+#[cfg(feature = "sandbox")]
 async fn demo() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("wxpay-demo-{}", random_token()?));
     std::fs::create_dir_all(&dir)?;
@@ -173,10 +193,12 @@ async fn demo() -> Result<()> {
 }
 
 /// Sends a demo request and returns its JSON answer; a non-2xx status is an error.
+#[cfg(feature = "sandbox")]
 async fn answer(req: reqwest::RequestBuilder) -> Result<Value> {
     Ok(req.send().await?.error_for_status()?.json().await?)
 }
 
+#[cfg(feature = "sandbox")]
 fn step(n: u32, what: &str, v: &Value) {
     println!("\n== {n}. {what}");
     println!(
@@ -185,6 +207,7 @@ fn step(n: u32, what: &str, v: &Value) {
     );
 }
 
+#[cfg(feature = "sandbox")]
 async fn run_demo(sb: &Sandbox) -> Result<()> {
     let http = reqwest::Client::new();
     let host = sb.host.base_url();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{ADMIN, Backend, Env, events};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wxpay_host::jobs::reconcile_once;
-use wxpay_host::simulator::{NotifyBehavior, SimulatorOptions, TradeState};
+use wxpay_host::service::reconcile::run_once as reconcile_once;
+use wxpay_simulator::{NotifyBehavior, SimulatorOptions, TradeState};
 
 on_both!(
     full_flow,
@@ -533,7 +533,17 @@ async fn bad_requests(b: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    // errcode -1 ("busy") is retried: once is absorbed, more than the retries is a 503.
     env.sim.fail_next_logins(-1, 1);
+    let (s, v) = env
+        .post(
+            "/api/login",
+            None,
+            json!({ "code": env.sim.issue_login_code("o_c") }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    env.sim.fail_next_logins(-1, 3);
     let (s, v) = env
         .post(
             "/api/login",
@@ -647,8 +657,13 @@ async fn public_key_mode_full_flow() {
     // Certificate download is a configuration error in public-key mode, not a crash.
     assert!(env.state().wechat.refresh_certificates(true).await.is_err());
     // A host misconfigured for certificate mode gets WeChat's 404: a clear start-up error.
-    let mut config =
-        wxpay_host::simulator_config(&env.sim, env.addr, &env.url(""), "sqlite::memory:", ADMIN);
+    let mut config = wxpay_host::sandbox::simulator_config(
+        &env.sim,
+        env.addr,
+        &env.url(""),
+        "sqlite::memory:",
+        ADMIN,
+    );
     config.platform = wxpay_host::PlatformKeySource::Certificates;
     let err = wxpay_host::AppState::new(config)
         .await

@@ -1,111 +1,176 @@
-//! Store tests on both backends: two "replicas" (two pools) racing on one database.
+//! The money path under races, on both backends, without WeChat: two "replicas" (two app
+//! states, two pools) on one database, and interleavings forced by holding the database lock.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{Backend, drop_db, fresh_db};
-use wxpay_host::store::{
-    Applied, NewOrder, NotificationRecord, OrderState, RefundUpdate, Store, StoreError, Transition,
-};
+use common::{Backend, drop_db, fresh_db, vector_keys_dir};
+use serde_json::json;
+use wxpay_core::v3::Transaction;
+use wxpay_host::Config;
+use wxpay_host::config::{PlatformKeySource, Secret};
+use wxpay_host::domain::{Amount, Description, OrderState, OutTradeNo, RefundState};
+use wxpay_host::service::orders::{self, NewOrder};
+use wxpay_host::service::payments::{self, Source};
+use wxpay_host::service::{AppState, Outcome, ServiceError, refunds};
+use wxpay_host::store::{Store, User};
 
 on_both!(
     replicas_make_one_transition,
     refund_balance_is_guarded,
+    close_pay_race_never_loses_a_payment,
+    identical_refund_requests_make_one_refund,
     migrations_are_idempotent
 );
 
-fn paid() -> Transition {
-    Transition {
-        from: OrderState::Created,
-        to: OrderState::Paid,
-        kind: "notify_paid",
-        detail: String::new(),
-        transaction_id: Some("4200000000000000000001".into()),
-        review_reason: None,
-    }
+/// An app state on `url` whose WeChat is unreachable (nothing listens on port 9): these tests
+/// exercise the services and the store only.
+async fn offline_state(url: &str) -> AppState {
+    let keys = vector_keys_dir();
+    let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: url.to_owned(),
+        appid: "wx_store".into(),
+        appsecret: Secret::new("s"),
+        mchid: "1900000001".into(),
+        merchant_serial: "ABC".into(),
+        merchant_key_pem: Secret::new(read("merchant_private_key.pem")),
+        api_v3_key: Secret::new("0123456789abcdef0123456789abcdef"),
+        platform: PlatformKeySource::PublicKey {
+            id: "PUB_KEY_ID_0001".into(),
+            pem: read("platform_public_key.pem"),
+        },
+        notify_url: "http://127.0.0.1:9".into(),
+        admin_token: Secret::new("store-test-admin-token-000000000"),
+        api_base: "http://127.0.0.1:9".into(),
+        login_base: "http://127.0.0.1:9".into(),
+        order_expire: Duration::from_secs(600),
+        session_ttl: Duration::from_secs(600),
+        reconcile_interval: Duration::from_secs(600),
+        reconcile_after: Duration::from_secs(60),
+        cert_refresh_interval: Duration::from_secs(600),
+        http_timeout: Duration::from_millis(200),
+        upstream_retries: 0,
+        body_limit: 65_536,
+    };
+    AppState::new(config).await.unwrap()
 }
 
-async fn order(store: &Store, no: &str, amount: i64) {
-    let now = wxpay_host::wechat::unix_now();
-    let o = NewOrder {
-        out_trade_no: no.into(),
+async fn order(s: &AppState, no: &str, amount: i64) {
+    s.store
+        .upsert_user(
+            &User {
+                openid: "o_store".into(),
+                unionid: None,
+                session_key: Secret::new("k"),
+            },
+            s.now(),
+        )
+        .await
+        .unwrap();
+    let new = || NewOrder {
+        out_trade_no: Some(OutTradeNo::parse(no.into()).unwrap()),
         openid: "o_store".into(),
-        amount,
-        description: "store test".into(),
+        amount: Amount::parse("amount", amount).unwrap(),
+        description: Description::parse("store test".into()).unwrap(),
         attach: None,
-        expire_at: now + 600,
+        expire_in: 600,
     };
-    store.insert_order(&o, now).await.unwrap();
-    let again = store.insert_order(&o, now).await;
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    orders::create(s, new()).await.unwrap();
+    let again = orders::create(s, new()).await;
+    assert!(matches!(again, Err(ServiceError::Conflict(_))), "{again:?}");
+}
+
+fn transaction(no: &str, id: &str, total: i64) -> Transaction {
+    serde_json::from_value(json!({
+        "mchid": "1900000001", "appid": "wx_store", "out_trade_no": no,
+        "transaction_id": id, "trade_state": "SUCCESS", "trade_type": "JSAPI",
+        "payer": { "openid": "o_store" }, "amount": { "total": total, "currency": "CNY" },
+    }))
+    .unwrap()
+}
+
+async fn pay(s: &AppState, no: &str, notification: &str, id: &str, total: i64) -> Outcome {
+    let tx = transaction(no, id, total);
+    let source = Source::Notification {
+        id: notification,
+        event_type: "TRANSACTION.SUCCESS",
+    };
+    payments::apply(s, &tx, source).await.unwrap().unwrap()
 }
 
 async fn replicas_make_one_transition(b: Backend) {
     let (url, schema, dir) = fresh_db(b).await;
-    let a = Store::connect(&url).await.unwrap();
-    let replica = Store::connect(&url).await.unwrap();
+    let a = offline_state(&url).await;
+    let replica = offline_state(&url).await;
     order(&a, "STORE00001", 100).await;
     let mut set = tokio::task::JoinSet::new();
     for i in 0..60 {
-        let store = if i % 2 == 0 {
+        let s = if i % 2 == 0 {
             a.clone()
         } else {
             replica.clone()
         };
         // 30 distinct notification ids, each delivered twice.
-        let rec = NotificationRecord {
-            id: format!("n-{}", i / 2),
-            kind: "pay",
-            event_type: "TRANSACTION.SUCCESS".into(),
-            out_trade_no: "STORE00001".into(),
-        };
         set.spawn(async move {
-            store
-                .apply_notification(&rec, Some(&paid()), 1)
-                .await
-                .unwrap()
+            pay(
+                &s,
+                "STORE00001",
+                &format!("n-{}", i / 2),
+                "4200000000000000000001",
+                100,
+            )
+            .await
+            .label()
         });
     }
     let mut outcomes = Vec::new();
     while let Some(r) = set.join_next().await {
         outcomes.push(r.unwrap());
     }
-    let count = |x: Applied| outcomes.iter().filter(|o| **o == x).count();
-    assert_eq!(count(Applied::Transitioned), 1, "{outcomes:?}");
-    assert_eq!(count(Applied::Duplicate), 30, "{outcomes:?}");
-    assert_eq!(count(Applied::NoChange), 29, "{outcomes:?}");
-    let o = replica.order("STORE00001").await.unwrap().unwrap();
+    let count = |x: &str| outcomes.iter().filter(|o| **o == x).count();
+    assert_eq!(count("notify_paid"), 1, "{outcomes:?}");
+    assert_eq!(count("duplicate"), 59, "{outcomes:?}");
+    let o = replica.store.order("STORE00001").await.unwrap().unwrap();
     assert_eq!(o.state, OrderState::Paid);
-    let events = a.order_events("STORE00001").await.unwrap();
+    let events = a.store.order_events("STORE00001").await.unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "notify_paid").count(), 1);
-    a.close().await;
-    replica.close().await;
+    a.store.close().await;
+    replica.store.close().await;
     drop_db(schema.as_deref(), dir.as_deref()).await;
 }
 
 async fn refund_balance_is_guarded(b: Backend) {
     let (url, schema, dir) = fresh_db(b).await;
-    let a = Store::connect(&url).await.unwrap();
-    let replica = Store::connect(&url).await.unwrap();
+    let a = offline_state(&url).await;
+    let replica = offline_state(&url).await;
     order(&a, "STORE00002", 100).await;
+    let ten = Amount::parse("amount", 10).unwrap();
+    let early = refunds::request(&a, "STORE00002", None, ten, None).await;
     assert!(
-        a.begin_refund("STORE00002", "RF_EARLY01", 10, None, 1)
-            .await
-            .is_err(),
-        "unpaid"
+        matches!(early, Err(ServiceError::Conflict(_))),
+        "unpaid: {early:?}"
     );
-    assert!(a.transition("STORE00002", &paid(), 1).await.unwrap());
-    let stores = Arc::new([a.clone(), replica.clone()]);
+    pay(&a, "STORE00002", "n-2", "4200000000000000000002", 100).await;
+    let states = Arc::new([a.clone(), replica.clone()]);
     let mut set = tokio::task::JoinSet::new();
     for i in 0..10 {
-        let stores = stores.clone();
+        let states = states.clone();
         set.spawn(async move {
-            stores[i % 2]
-                .begin_refund("STORE00002", &format!("RF_RACE{i:03}"), 30, Some("race"), 2)
-                .await
-                .is_ok()
+            let thirty = Amount::parse("amount", 30).unwrap();
+            refunds::request(
+                &states[i % 2],
+                "STORE00002",
+                None,
+                thirty,
+                Some("race".into()),
+            )
+            .await
+            .is_ok()
         });
     }
     let mut ok = 0;
@@ -113,36 +178,184 @@ async fn refund_balance_is_guarded(b: Backend) {
         ok += usize::from(r.unwrap());
     }
     assert_eq!(ok, 3, "only 3 x 30 fit into 100");
-    let o = a.order("STORE00002").await.unwrap().unwrap();
-    assert_eq!(o.state, OrderState::Refunding);
-    // Finish them; a duplicate result changes nothing.
-    for r in a.refunds("STORE00002").await.unwrap() {
-        let u = RefundUpdate {
-            out_refund_no: r.out_refund_no.clone(),
-            refund_id: Some("50300000".into()),
-            status: "SUCCESS".into(),
+    let o = a.store.order("STORE00002").await.unwrap().unwrap();
+    assert_eq!((o.state, o.refund_pending), (OrderState::Refunding, 90));
+    // WeChat was unreachable: the three stay PENDING (to be resubmitted), reserving 90.
+    let all = a.store.refunds("STORE00002").await.unwrap();
+    assert!(
+        all.iter().all(|r| r.state == RefundState::Pending),
+        "{all:?}"
+    );
+    // Finish them from two replicas at once; each result applies once.
+    for r in all {
+        let ev = wxpay_host::domain::RefundEvent::Status {
+            status: "SUCCESS",
+            refund_id: Some("50300000"),
         };
-        assert_eq!(
-            a.apply_refund(None, &u, 3).await.unwrap(),
-            Applied::Transitioned
+        let (x, y) = tokio::join!(
+            refunds::apply(&a, &r.out_refund_no, &ev, None),
+            refunds::apply(&replica, &r.out_refund_no, &ev, None)
         );
-        assert_eq!(
-            replica.apply_refund(None, &u, 3).await.unwrap(),
-            Applied::NoChange
-        );
+        let changed = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|o| matches!(o, refunds::RefundOutcome::Changed { .. }))
+            .count();
+        assert_eq!(changed, 1);
     }
-    let o = a.order("STORE00002").await.unwrap().unwrap();
-    assert_eq!((o.state, o.refunded), (OrderState::Paid, 90));
-    a.close().await;
-    replica.close().await;
+    let o = a.store.order("STORE00002").await.unwrap().unwrap();
+    assert_eq!(
+        (o.state, o.refunded, o.refund_pending),
+        (OrderState::Paid, 90, 0)
+    );
+    a.store.close().await;
+    replica.store.close().await;
+    drop_db(schema.as_deref(), dir.as_deref()).await;
+}
+
+/// Holds the database's write lock (SQLite) or the order's row lock (PostgreSQL) until
+/// `release` fires, so that the operations started meanwhile all wait and then race.
+async fn hold_lock(
+    url: String,
+    no: String,
+    locked: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+) {
+    let store = Store::connect(&url).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.order_for_update(&no).await.unwrap();
+    locked.send(()).unwrap();
+    release.await.unwrap();
+    drop(tx);
+    store.close().await;
+}
+
+/// Issue 3.1: a verified `SUCCESS` and a close in flight at once, many times, both orders of
+/// commit. The payment is never acknowledged without being recorded: either it wins (`PAID`,
+/// the close is refused) or the close wins and the payment lands in `REVIEW` with its id.
+async fn close_pay_race_never_loses_a_payment(b: Backend) {
+    let (url, schema, dir) = fresh_db(b).await;
+    let s = offline_state(&url).await;
+    let (mut paid_first, mut closed_first) = (0, 0);
+    for i in 0..40 {
+        let no = format!("RACE{i:06}");
+        order(&s, &no, 100).await;
+        let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        let holder = tokio::spawn(hold_lock(url.clone(), no.clone(), locked_tx, release_rx));
+        locked_rx.await.unwrap();
+        // Alternate which one queues first on the lock.
+        let (s1, s2, n1, n2) = (s.clone(), s.clone(), no.clone(), no.clone());
+        let id = format!("42000000000000{i:08}");
+        let pay_task = async move { pay(&s1, &n1, &format!("race-{i}"), &id, 100).await };
+        let close_task = async move { orders::close(&s2, &n2, "closed_by_merchant").await };
+        let (p, c) = if i % 2 == 0 {
+            let p = tokio::spawn(pay_task);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let c = tokio::spawn(close_task);
+            (p, c)
+        } else {
+            let c = tokio::spawn(close_task);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let p = tokio::spawn(pay_task);
+            (p, c)
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        release_tx.send(()).unwrap();
+        holder.await.unwrap();
+        let paid = p.await.unwrap();
+        let closed = c.await.unwrap();
+        let o = s.store.order(&no).await.unwrap().unwrap();
+        // The money is recorded whatever the order of commits.
+        assert!(
+            o.transaction_id.is_some(),
+            "lost payment: {o:?} {paid:?} {closed:?}"
+        );
+        match o.state {
+            OrderState::Paid => {
+                paid_first += 1;
+                assert!(
+                    matches!(closed, Err(ServiceError::Conflict(_))),
+                    "{closed:?}"
+                );
+            }
+            OrderState::Review => {
+                closed_first += 1;
+                assert!(closed.is_ok());
+                assert!(o.review_reason.unwrap().contains("closed"));
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let kind = paid.label();
+        assert!(kind == "notify_paid" || kind == "flagged_review", "{kind}");
+    }
+    eprintln!(
+        "close/pay race ({b:?}): {paid_first} paid first, {closed_first} closed first, 0 lost"
+    );
+    assert!(
+        paid_first > 0 && closed_first > 0,
+        "both orders of commit must occur"
+    );
+    s.store.close().await;
+    drop_db(schema.as_deref(), dir.as_deref()).await;
+}
+
+/// Concurrent identical refund requests (same `out_refund_no`) get the same answer and make
+/// one refund.
+async fn identical_refund_requests_make_one_refund(b: Backend) {
+    let (url, schema, dir) = fresh_db(b).await;
+    let s = offline_state(&url).await;
+    order(&s, "STORE00004", 100).await;
+    pay(&s, "STORE00004", "n-4", "4200000000000000000004", 100).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        set.spawn(async move {
+            let no = wxpay_host::domain::OutRefundNo::parse("RF_SAME_0001".into()).unwrap();
+            refunds::request(
+                &s,
+                "STORE00004",
+                Some(no),
+                Amount::parse("amount", 40).unwrap(),
+                None,
+            )
+            .await
+            .map(|r| (r.out_refund_no, r.amount))
+            .map_err(|e| e.to_string())
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = set.join_next().await {
+        answers.push(r.unwrap());
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| a == &Ok(("RF_SAME_0001".to_owned(), 40))),
+        "{answers:?}"
+    );
+    let o = s.store.order("STORE00004").await.unwrap().unwrap();
+    assert_eq!(o.refund_pending, 40);
+    assert_eq!(s.store.refunds("STORE00004").await.unwrap().len(), 1);
+    // The same number for another amount is a conflict.
+    let no = wxpay_host::domain::OutRefundNo::parse("RF_SAME_0001".into()).unwrap();
+    let other = refunds::request(
+        &s,
+        "STORE00004",
+        Some(no),
+        Amount::parse("amount", 41).unwrap(),
+        None,
+    )
+    .await;
+    assert!(matches!(other, Err(ServiceError::Conflict(_))), "{other:?}");
+    s.store.close().await;
     drop_db(schema.as_deref(), dir.as_deref()).await;
 }
 
 async fn migrations_are_idempotent(b: Backend) {
     let (url, schema, dir) = fresh_db(b).await;
-    let a = Store::connect(&url).await.unwrap();
+    let a = offline_state(&url).await;
     order(&a, "STORE00003", 5).await;
-    a.close().await;
+    a.store.close().await;
     let again = Store::connect(&url).await.unwrap();
     assert_eq!(again.order("STORE00003").await.unwrap().unwrap().amount, 5);
     let counts = again.order_counts().await.unwrap();

@@ -4,23 +4,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand_core::UnwrapErr;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::net::TcpListener;
-use wxpay_core::MerchantSigner;
-use wxpay_core::provider::default_provider;
-use wxpay_core::v3::{self, ApiV3Key};
-use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
-use wxpay_host::{Config, Host, simulator_config};
+use wxpay_host::sandbox::simulator_config;
+use wxpay_host::{Config, Host};
+use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
 /// A notification to deliver: URL, headers, body.
 pub type Delivery = (String, Vec<(String, String)>, Vec<u8>);
 
-/// The platform private key of the test vectors (the simulator signs with it too).
-const PLATFORM_PRIVATE_KEY_PEM: &str =
-    include_str!("../../../tests/vectors/keys/platform_private_key.pem");
+/// The project's published test keys, read by the simulator at run time (nothing is compiled
+/// in); simulators started without [`SimulatorOptions::keys_dir`] generate their own.
+pub fn vector_keys_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/keys")
+}
 
 /// Storage backend for a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +64,8 @@ fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// Simulator options for tests: fast retries, refunds complete after 100 ms.
+/// Simulator options for tests: the published test keys, fast retries, refunds complete
+/// after 100 ms.
 pub fn fast_sim() -> SimulatorOptions {
     SimulatorOptions {
         notify_retry_schedule: vec![Duration::from_millis(100); 30],
@@ -73,6 +73,7 @@ pub fn fast_sim() -> SimulatorOptions {
         refund_delay: Some(Duration::from_millis(100)),
         ..SimulatorOptions::default()
     }
+    .keys_dir(vector_keys_dir())
 }
 
 /// A fresh, empty database: a temp SQLite file, or a new PostgreSQL schema selected through
@@ -156,7 +157,9 @@ impl Env {
             )
             .with_test_writer()
             .try_init();
-        let sim = simulator::spawn(opts).await.expect("simulator starts");
+        let sim = wxpay_simulator::spawn(opts)
+            .await
+            .expect("simulator starts");
         let (db_url, schema, dir) = fresh_db(backend).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -332,7 +335,6 @@ impl Env {
         }
     }
 
-    /// A notification body + headers signed with the platform key, as WeChat sends them.
     /// POSTs every `(url, headers, body)` notification at once and returns the statuses.
     pub async fn post_concurrently(&self, notifications: Vec<Delivery>) -> Vec<StatusCode> {
         let mut set = tokio::task::JoinSet::new();
@@ -353,6 +355,8 @@ impl Env {
         out
     }
 
+    /// A notification body + headers signed with the simulator's current platform key, as
+    /// WeChat sends them.
     pub fn craft_notification(
         &self,
         id: &str,
@@ -360,57 +364,9 @@ impl Env {
         original_type: &str,
         plaintext: &Value,
     ) -> (Vec<(String, String)>, Vec<u8>) {
-        let key = ApiV3Key::new(self.sim.api_v3_key()).unwrap();
-        let nonce = &wxpay_core::nonce_str(&mut UnwrapErr(getrandom::SysRng))[..12];
-        let ct =
-            wxpay_core::aead::encrypt(&key, nonce, original_type, plaintext.to_string().as_bytes())
-                .unwrap();
-        let body = json!({
-            "id": id,
-            "create_time": "2026-11-26T12:00:00+08:00",
-            "resource_type": "encrypt-resource",
-            "event_type": event_type,
-            "summary": "test",
-            "resource": { "original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
-                          "ciphertext": ct, "associated_data": original_type, "nonce": nonce },
-        })
-        .to_string()
-        .into_bytes();
-        let signer = MerchantSigner::from_pem(
-            default_provider(),
-            PLATFORM_PRIVATE_KEY_PEM,
-            "platform",
-            self.sim.platform_serial(),
-        )
-        .unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let ts = now.to_string();
-        let wnonce = wxpay_core::nonce_str(&mut UnwrapErr(getrandom::SysRng));
-        let sig = v3::sign_response(
-            &signer,
-            &mut UnwrapErr(getrandom::SysRng),
-            &ts,
-            &wnonce,
-            &body,
-        )
-        .unwrap();
-        let headers = vec![
-            ("Wechatpay-Timestamp".to_owned(), ts),
-            ("Wechatpay-Nonce".to_owned(), wnonce),
-            ("Wechatpay-Signature".to_owned(), sig),
-            (
-                "Wechatpay-Serial".to_owned(),
-                self.sim.platform_serial().to_owned(),
-            ),
-            (
-                "Wechatpay-Signature-Type".to_owned(),
-                "WECHATPAY2-SHA256-RSA2048".to_owned(),
-            ),
-        ];
-        (headers, body)
+        self.sim
+            .signed_notification(id, event_type, original_type, plaintext)
+            .expect("signed notification")
     }
 
     /// A `TRANSACTION.SUCCESS` plaintext for an order as the simulator would have it.
@@ -447,7 +403,7 @@ impl Env {
     }
 
     pub fn now() -> i64 {
-        wxpay_host::wechat::unix_now()
+        wxpay_host::clock::Clock::now(&wxpay_host::clock::SystemClock)
     }
 }
 

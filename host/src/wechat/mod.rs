@@ -4,10 +4,13 @@
 //! `wxpay-core` over exactly the body bytes sent; every response (errors included) is verified
 //! with the platform keys before it is believed. Transport errors, 5xx and 429 are retried a
 //! bounded number of times with exponential backoff (all the calls made here are idempotent at
-//! WeChat: they are keyed by `out_trade_no` / `out_refund_no`). An unknown `Wechatpay-Serial`
-//! triggers one rate-limited certificate refresh (certificate mode) and one more verification.
+//! WeChat: they are keyed by `out_trade_no` / `out_refund_no`), by one retry loop
+//! (`WechatClient::retrying`) for both APIs. An unknown `Wechatpay-Serial`, in a response or a
+//! notification, triggers one rate-limited certificate refresh (certificate mode) and one more
+//! verification, in one place ([`WechatClient::verify_with_refresh`]).
 
-use std::sync::{PoisonError, RwLock};
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,14 +23,18 @@ use wxpay_core::provider::default_provider;
 use wxpay_core::v3::{self, ApiV3Key, Transaction, WechatpayHeaders};
 use wxpay_core::{MerchantSigner, PlatformKeys};
 
+use crate::clock::Clock;
 use crate::config::{Config, PlatformKeySource, Secret};
+use crate::domain::Order;
 use crate::metrics::Metrics;
-use crate::store::{Order, User};
+use crate::store::User;
 
 /// Minimum time between two certificate downloads triggered by unknown serials.
 const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
-/// First retry delay; doubled on each retry.
+/// First retry delay; doubled on each retry, with jitter, up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between two tries.
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// A prepay id is valid for two hours at WeChat; we stop reusing it a little earlier.
 pub const PREPAY_VALIDITY_SECS: i64 = 7200 - 300;
 
@@ -224,6 +231,7 @@ pub struct WechatClient {
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     retries: u32,
     metrics: Metrics,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -241,12 +249,24 @@ fn rng() -> UnwrapErr<getrandom::SysRng> {
     UnwrapErr(getrandom::SysRng)
 }
 
-/// Unix seconds now.
-#[must_use]
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// What one try of an upstream call gave: a value, or an error worth retrying (or not).
+enum Try<T> {
+    Done(Result<T, UpstreamError>),
+    Retry(UpstreamError),
+}
+
+/// The wait before retry number `attempt` (0-based): exponential from [`BACKOFF_BASE`], capped
+/// at [`BACKOFF_CAP`], with up to 50 % random jitter so that replicas do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
+    let base = exp.min(BACKOFF_CAP);
+    let mut b = [0u8; 2];
+    let jitter = if getrandom::fill(&mut b).is_ok() {
+        u32::from(u16::from_le_bytes(b)) % 500
+    } else {
+        0
+    };
+    base + base * jitter / 1000
 }
 
 impl WechatClient {
@@ -256,7 +276,11 @@ impl WechatClient {
     ///
     /// # Errors
     /// [`ClientInitError`] naming the unusable setting.
-    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ClientInitError> {
+    pub fn new(
+        config: &Config,
+        metrics: Metrics,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ClientInitError> {
         let provider = default_provider();
         let signer = MerchantSigner::from_pem(
             provider,
@@ -298,6 +322,7 @@ impl WechatClient {
             last_refresh: tokio::sync::Mutex::new(None),
             retries: config.upstream_retries,
             metrics,
+            clock,
         })
     }
 
@@ -319,17 +344,96 @@ impl WechatClient {
         self.certificate_mode
     }
 
-    /// Runs `f` with the current platform keys.
+    /// How many platform keys are held.
+    #[must_use]
+    pub fn platform_key_count(&self) -> usize {
+        self.with_platform_keys(PlatformKeys::len)
+    }
+
+    /// Runs `f` with the platform keys held now.
     pub fn with_platform_keys<T>(&self, f: impl FnOnce(&PlatformKeys) -> T) -> T {
         f(&self.platform.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn now_u64(&self) -> u64 {
+        u64::try_from(self.clock.now()).unwrap_or(0)
+    }
+
+    /// Runs `f` (one verification with the platform keys held and the current time); on an
+    /// unknown serial in certificate mode, refreshes the certificates (rate-limited) and runs it
+    /// once more. The one refresh path for responses and notifications alike.
+    ///
+    /// # Errors
+    /// Whatever `f` returns last.
+    pub async fn verify_with_refresh<T>(
+        &self,
+        f: impl Fn(&PlatformKeys, u64) -> Result<T, wxpay_core::Error>,
+    ) -> Result<T, wxpay_core::Error> {
+        let first = self.with_platform_keys(|k| f(k, self.now_u64()));
+        match first {
+            Err(wxpay_core::Error::UnknownSerial) if self.certificate_mode => {
+                if let Err(e) = self.refresh_certificates(false).await {
+                    tracing::warn!(error = %e, "certificate refresh after unknown serial failed");
+                }
+                self.with_platform_keys(|k| f(k, self.now_u64()))
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies and decrypts a v3 notification (`headers` + exact `body`).
+    ///
+    /// # Errors
+    /// The `wxpay_core` error: bad headers, unknown serial, stale timestamp, signature, probe,
+    /// decryption.
+    pub async fn verify_notification(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<v3::Notification, wxpay_core::Error> {
+        let wx = WechatpayHeaders::from_pairs(header_pairs(headers))?;
+        let key = &self.api_v3_key;
+        self.verify_with_refresh(|k, now| v3::verify_notification(k, key, &wx, body, now))
+            .await
+    }
+
+    /// Retries `one` (a single try) after transport errors, 5xx and rate limits, at most
+    /// `WXPAY_UPSTREAM_RETRIES` times with capped, jittered exponential backoff. The one retry
+    /// loop of the client.
+    async fn retrying<T, F, Fut>(
+        &self,
+        endpoint: &'static str,
+        mut one: F,
+    ) -> Result<T, UpstreamError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Try<T>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = one().await;
+            let ok = matches!(outcome, Try::Done(Ok(_)));
+            self.metrics
+                .observe_upstream(endpoint, started.elapsed(), ok);
+            match outcome {
+                Try::Done(r) => return r,
+                Try::Retry(e) if attempt >= self.retries => return Err(e),
+                Try::Retry(e) => {
+                    tracing::debug!(endpoint, attempt, error = %e, "retrying upstream call");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// `GET /sns/jscode2session`: exchanges a `wx.login` code for the user's identity.
     ///
     /// # Errors
     /// [`UpstreamError::InvalidCode`] (40029, 40163), [`UpstreamError::RateLimited`] (45011),
-    /// [`UpstreamError::Busy`] (-1), other errcodes as [`UpstreamError::Login`], transport
-    /// failures.
+    /// [`UpstreamError::Busy`] (-1 or 5xx, after retries), other errcodes as
+    /// [`UpstreamError::Login`], transport failures.
     pub async fn jscode2session(&self, code: &str) -> Result<User, UpstreamError> {
         #[derive(Deserialize)]
         struct Answer {
@@ -345,51 +449,56 @@ impl WechatClient {
             errmsg: Option<String>,
         }
         let url = format!("{}/sns/jscode2session", self.login_base);
-        let started = Instant::now();
-        let mut attempt = 0;
-        let resp = loop {
-            let res = self
-                .http
-                .get(&url)
-                .query(&[
-                    ("appid", self.appid.as_str()),
-                    ("secret", self.appsecret.expose()),
-                    ("js_code", code),
-                    ("grant_type", "authorization_code"),
-                ])
-                .send()
-                .await;
-            match res {
-                Ok(r) => match r.bytes().await {
-                    Ok(b) => break b,
-                    Err(e) if attempt >= self.retries => {
-                        return Err(UpstreamError::Transport(e.without_url().to_string()));
-                    }
-                    Err(_) => {}
-                },
+        let answer: Answer = self
+            .retrying("jscode2session", || async {
+                let res = self
+                    .http
+                    .get(&url)
+                    .query(&[
+                        ("appid", self.appid.as_str()),
+                        ("secret", self.appsecret.expose()),
+                        ("js_code", code),
+                        ("grant_type", "authorization_code"),
+                    ])
+                    .send()
+                    .await;
                 // `without_url`: the query holds the AppSecret.
-                Err(e) if attempt >= self.retries => {
-                    self.metrics
-                        .observe_upstream("jscode2session", started.elapsed(), false);
-                    return Err(UpstreamError::Transport(e.without_url().to_string()));
+                let resp = match res {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Try::Retry(UpstreamError::Transport(e.without_url().to_string()));
+                    }
+                };
+                let status = resp.status().as_u16();
+                let body = match resp.bytes().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Try::Retry(UpstreamError::Transport(e.without_url().to_string()));
+                    }
+                };
+                if status >= 500 {
+                    return Try::Retry(UpstreamError::Busy(format!(
+                        "jscode2session: HTTP {status}"
+                    )));
                 }
-                Err(_) => {}
-            }
-            tokio::time::sleep(BACKOFF_BASE * 2u32.pow(attempt)).await;
-            attempt += 1;
-        };
-        let answer: Answer = serde_json::from_slice(&resp)
-            .map_err(|_| UpstreamError::Decode("jscode2session: not JSON".into()))?;
-        let errcode = answer.errcode.unwrap_or(0);
-        self.metrics
-            .observe_upstream("jscode2session", started.elapsed(), errcode == 0);
+                match serde_json::from_slice::<Answer>(&body) {
+                    // errcode -1: "system busy, retry".
+                    Ok(a) if a.errcode == Some(-1) => {
+                        Try::Retry(UpstreamError::Busy("WeChat login is busy".into()))
+                    }
+                    Ok(a) => Try::Done(Ok(a)),
+                    Err(_) => Try::Done(Err(UpstreamError::Decode(
+                        "jscode2session: not JSON".into(),
+                    ))),
+                }
+            })
+            .await?;
         let errmsg = answer.errmsg.unwrap_or_default();
-        match errcode {
+        match answer.errcode.unwrap_or(0) {
             0 => {}
             40029 => return Err(UpstreamError::InvalidCode("invalid login code".into())),
             40163 => return Err(UpstreamError::InvalidCode("login code already used".into())),
             45011 => return Err(UpstreamError::RateLimited),
-            -1 => return Err(UpstreamError::Busy("WeChat login is busy".into())),
             errcode => return Err(UpstreamError::Login { errcode, errmsg }),
         }
         match (answer.openid, answer.session_key) {
@@ -467,7 +576,8 @@ impl WechatClient {
         api_error(&resp)
     }
 
-    /// `POST /v3/refund/domestic/refunds`.
+    /// `POST /v3/refund/domestic/refunds`. Submitting the same `out_refund_no` again is how an
+    /// unknown outcome is retried: WeChat treats it as the same refund.
     ///
     /// # Errors
     /// [`UpstreamError`] for any failed or unverifiable answer.
@@ -495,7 +605,8 @@ impl WechatClient {
     /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
     ///
     /// # Errors
-    /// [`UpstreamError`] for any failed or unverifiable answer.
+    /// [`UpstreamError::Api`] with code `RESOURCE_NOT_EXISTS` when WeChat has no such refund;
+    /// any other failed or unverifiable answer.
     pub async fn query_refund(&self, out_refund_no: &str) -> Result<RefundAnswer, UpstreamError> {
         let path = format!(
             "/v3/refund/domestic/refunds/{}",
@@ -505,10 +616,13 @@ impl WechatClient {
         parse_ok(&resp)
     }
 
-    /// Downloads `/v3/certificates`, decrypts them with the APIv3 key and, once the response
-    /// signature verifies against them (or the keys already held), installs them. With
-    /// `force == false` (an unknown serial) this is rate-limited to one download per 30 s;
-    /// forced downloads (start-up, schedule) neither wait for nor count towards that limit.
+    /// Downloads `/v3/certificates` and installs them once the core's
+    /// [`v3::verify_certificates_response`] accepts the answer (signed under a key already held,
+    /// or — first download — under one of the certificates it carries, which only decrypt with
+    /// our APIv3 key). New certificates are added to the held ones, so answers signed under the
+    /// old key keep verifying during a rotation. With `force == false` (an unknown serial) this
+    /// is rate-limited to one download per 30 s; forced downloads (start-up, schedule) neither
+    /// wait for nor count towards that limit.
     ///
     /// Returns the number of certificates now held.
     ///
@@ -525,11 +639,8 @@ impl WechatClient {
         // under one new serial) wait for it and then find the certificate installed.
         let mut last = self.last_refresh.lock().await;
         if !force {
-            // Only downloads triggered by unknown serials count towards the rate limit: the
-            // start-up and scheduled downloads must not delay picking up a certificate rotated
-            // right after them.
             if last.is_some_and(|t| t.elapsed() < REFRESH_MIN_INTERVAL) {
-                return Ok(self.with_platform_keys(PlatformKeys::len));
+                return Ok(self.platform_key_count());
             }
             *last = Some(Instant::now());
         }
@@ -543,40 +654,26 @@ impl WechatClient {
                     .into(),
             ));
         }
-        let certs = if (200..300).contains(&status) {
-            v3::decrypt_certificates(&self.api_v3_key, &body).map_err(UpstreamError::Verify)?
-        } else {
-            // An error answer: verify with what we hold, then report it.
-            self.verify_held(&headers, &body)?;
-            return Err(api_error_of(status, &body));
-        };
-        let provider = default_provider();
-        let now = u64::try_from(unix_now()).unwrap_or(0);
-        let mut next = PlatformKeys::new();
-        for c in &certs {
-            next.insert_certificate_pem(provider, &c.pem)
-                .map_err(UpstreamError::Verify)?;
-        }
-        // The certificates are authentic if they decrypt under our APIv3 key; the response
-        // itself must then verify under one of them (first download) or a key already held.
-        // New certificates are added to the held ones, so responses signed under the old key
-        // keep verifying during a rotation.
-        let held: Vec<String> = self.with_platform_keys(PlatformKeys::serials);
         let wx =
             WechatpayHeaders::from_pairs(header_pairs(&headers)).map_err(UpstreamError::Verify)?;
-        let verified_new = v3::verify_response(&next, &wx, &body, now);
-        let verified_old = self.with_platform_keys(|k| v3::verify_response(k, &wx, &body, now));
-        if verified_new.is_err() && verified_old.is_err() {
-            return Err(UpstreamError::Verify(
-                verified_new
-                    .err()
-                    .unwrap_or(wxpay_core::Error::SignatureMismatch),
-            ));
+        let now = self.now_u64();
+        if !(200..300).contains(&status) {
+            // An error answer: believe it only if it verifies with what we hold.
+            self.with_platform_keys(|k| v3::verify_response(k, &wx, &body, now))
+                .map_err(UpstreamError::Verify)?;
+            return Err(api_error_of(status, &body));
         }
+        let provider = default_provider();
+        let certs = self
+            .with_platform_keys(|k| {
+                v3::verify_certificates_response(provider, k, &self.api_v3_key, &wx, &body, now)
+            })
+            .map_err(UpstreamError::Verify)?;
         let mut keys = self
             .platform
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let held_before = keys.len();
         for c in &certs {
             keys.insert_certificate_pem(provider, &c.pem)
                 .map_err(UpstreamError::Verify)?;
@@ -584,55 +681,15 @@ impl WechatClient {
         keys.remove_expired(now);
         tracing::info!(
             downloaded = certs.len(),
-            held_before = held.len(),
+            held_before,
             held = keys.len(),
             "platform certificates refreshed"
         );
         Ok(keys.len())
     }
 
-    /// Verifies `headers` + `body` (a response or notification) with the platform keys; on an
-    /// unknown serial in certificate mode, refreshes the certificates (rate-limited) and tries
-    /// once more.
-    ///
-    /// # Errors
-    /// The `wxpay_core` verification error.
-    pub async fn verify_signed(
-        &self,
-        headers: &WechatpayHeaders,
-        body: &[u8],
-    ) -> Result<(), wxpay_core::Error> {
-        let now = u64::try_from(unix_now()).unwrap_or(0);
-        let first = self.with_platform_keys(|k| v3::verify_response(k, headers, body, now));
-        match first {
-            Err(wxpay_core::Error::UnknownSerial) if self.certificate_mode => {
-                if let Err(e) = self.refresh_certificates(false).await {
-                    tracing::warn!(error = %e, "certificate refresh after unknown serial failed");
-                }
-                self.with_platform_keys(|k| v3::verify_response(k, headers, body, now))
-            }
-            other => other,
-        }
-    }
-
-    async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), UpstreamError> {
-        let wx =
-            WechatpayHeaders::from_pairs(header_pairs(headers)).map_err(UpstreamError::Verify)?;
-        self.verify_signed(&wx, body)
-            .await
-            .map_err(UpstreamError::Verify)
-    }
-
-    /// Verifies with the keys held, without refreshing (used inside the refresh itself).
-    fn verify_held(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), UpstreamError> {
-        let wx =
-            WechatpayHeaders::from_pairs(header_pairs(headers)).map_err(UpstreamError::Verify)?;
-        let now = u64::try_from(unix_now()).unwrap_or(0);
-        self.with_platform_keys(|k| v3::verify_response(k, &wx, body, now))
-            .map_err(UpstreamError::Verify)
-    }
-
-    /// Signs and sends one APIv3 call with retries, then verifies the answer.
+    /// Signs and sends one APIv3 call with retries, then verifies the answer: an unverified
+    /// answer is never believed, errors included.
     async fn call(
         &self,
         endpoint: &'static str,
@@ -641,10 +698,11 @@ impl WechatClient {
         body: Option<&serde_json::Value>,
     ) -> Result<V3Response, UpstreamError> {
         let (status, headers, bytes) = self.send(endpoint, method, path_and_query, body).await?;
-        self.verify(&headers, &bytes).await?;
-        if status == 429 {
-            return Err(UpstreamError::RateLimited);
-        }
+        let wx =
+            WechatpayHeaders::from_pairs(header_pairs(&headers)).map_err(UpstreamError::Verify)?;
+        self.verify_with_refresh(|k, now| v3::verify_response(k, &wx, &bytes, now))
+            .await
+            .map_err(UpstreamError::Verify)?;
         Ok(V3Response {
             status,
             body: bytes,
@@ -666,71 +724,59 @@ impl WechatClient {
             None => String::new(),
         };
         let url = format!("{}{path_and_query}", self.api_base);
-        let mut attempt = 0u32;
-        loop {
-            let started = Instant::now();
-            let timestamp = wxpay_core::timestamp(u64::try_from(unix_now()).unwrap_or(0));
-            let nonce = wxpay_core::nonce_str(&mut rng());
-            let auth = v3::authorization(
-                &self.signer,
-                &mut rng(),
-                method.as_str(),
-                path_and_query,
-                &timestamp,
-                &nonce,
-                &body_text,
-            )
-            .map_err(UpstreamError::Sign)?;
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, auth.header)
-                .header(ACCEPT, "application/json")
-                .header(
-                    USER_AGENT,
-                    concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
-                );
-            if body.is_some() {
-                req = req
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body_text.clone());
-            }
-            let outcome = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Ok(b) => Ok((status, headers, b)),
-                        Err(e) => Err(UpstreamError::Transport(e.to_string())),
-                    }
+        let (status, headers, bytes) = self
+            .retrying(endpoint, || async {
+                let timestamp = wxpay_core::timestamp(self.now_u64());
+                let nonce = wxpay_core::nonce_str(&mut rng());
+                let auth = match v3::authorization(
+                    &self.signer,
+                    &mut rng(),
+                    method.as_str(),
+                    path_and_query,
+                    &timestamp,
+                    &nonce,
+                    &body_text,
+                ) {
+                    Ok(a) => a,
+                    Err(e) => return Try::Done(Err(UpstreamError::Sign(e))),
+                };
+                let mut req = self
+                    .http
+                    .request(method.clone(), &url)
+                    .header(AUTHORIZATION, auth.header)
+                    .header(ACCEPT, "application/json")
+                    .header(
+                        USER_AGENT,
+                        concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
+                    );
+                if body.is_some() {
+                    req = req
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body_text.clone());
                 }
-                Err(e) => Err(UpstreamError::Transport(e.to_string())),
-            };
-            let retryable = match &outcome {
-                Ok((status, _, _)) => *status >= 500 || *status == 429,
-                Err(_) => true,
-            };
-            self.metrics.observe_upstream(
-                endpoint,
-                started.elapsed(),
-                matches!(&outcome, Ok((s, _, _)) if *s < 500),
-            );
-            if !retryable || attempt >= self.retries {
-                return match outcome {
-                    Ok((s, _, b)) if s >= 500 => Err(UpstreamError::Busy(format!(
-                        "{endpoint}: HTTP {s} {}",
+                let resp = match req.send().await {
+                    Ok(r) => r,
+                    Err(e) => return Try::Retry(UpstreamError::Transport(e.to_string())),
+                };
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                match resp.bytes().await {
+                    Ok(b) if status >= 500 => Try::Retry(UpstreamError::Busy(format!(
+                        "{endpoint}: HTTP {status} {}",
                         String::from_utf8_lossy(&b)
                             .chars()
                             .take(200)
                             .collect::<String>()
                     ))),
-                    other => other,
-                };
-            }
-            tracing::debug!(endpoint, attempt, "retrying upstream call");
-            tokio::time::sleep(BACKOFF_BASE * 2u32.pow(attempt)).await;
-            attempt += 1;
-        }
+                    // Rate limited (`FREQUENCY_LIMITED`): back off and retry; an error that
+                    // changes no state, so it needs no verification.
+                    Ok(_) if status == 429 => Try::Retry(UpstreamError::RateLimited),
+                    Ok(b) => Try::Done(Ok((status, headers, b))),
+                    Err(e) => Try::Retry(UpstreamError::Transport(e.to_string())),
+                }
+            })
+            .await?;
+        Ok((status, headers, bytes))
     }
 }
 
@@ -775,17 +821,12 @@ fn api_error_of(status: u16, body: &[u8]) -> UpstreamError {
     }
 }
 
-/// Merchant numbers are `[0-9A-Za-z_\-|*@]`; anything else must not reach a URL path.
+/// Only a valid merchant number may reach a URL path: the domain's own validator (refund
+/// numbers' alphabet includes that of order numbers).
 fn path_segment(s: &str) -> Result<&str, UpstreamError> {
-    if !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b))
-    {
-        Ok(s)
-    } else {
-        Err(UpstreamError::Decode("invalid merchant number".into()))
-    }
+    crate::domain::OutRefundNo::parse(s.to_owned())
+        .map(|_| s)
+        .map_err(|_| UpstreamError::Decode("invalid merchant number".into()))
 }
 
 /// Formats unix seconds as RFC 3339 in China Standard Time (`2018-06-08T10:34:56+08:00`), the

@@ -14,7 +14,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use wxpay_core::v3::{MAX_CLOCK_SKEW, pay_sign_message};
 
-use super::state::{NotifyBehavior, OrderConflict, OrderRequest, Refusal, TradeState};
+use super::state::{
+    NotifyBehavior, OrderConflict, OrderRequest, RefundFault, RefundStatus, Refusal, TradeState,
+};
 use super::wire::{AuthorizationHeader, V3Error, digits_only, parse_rfc3339, rfc3339_cst};
 use super::{Shared, SimulatorError, rng};
 
@@ -53,8 +55,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sim/v3/fail", post(sim_v3_fail))
         .route("/sim/orders/{no}", get(sim_order))
         .route("/sim/orders/{no}/pay", post(sim_pay))
+        .route(
+            "/sim/orders/{no}/pay-even-if-closed",
+            post(sim_pay_even_if_closed),
+        )
+        .route("/sim/orders/{no}/pay-again", post(sim_pay_again))
+        .route("/sim/orders/{no}/trade-state", post(sim_trade_state))
+        .route("/sim/orders/{no}/query-count", get(sim_query_count))
+        .route("/sim/orders/{no}/console-refund", post(sim_console_refund))
+        .route("/sim/refunds/fail", post(sim_refunds_fail))
         .route("/sim/refunds/{no}", get(sim_refund))
         .route("/sim/refunds/{no}/complete", post(sim_complete_refund))
+        .route("/sim/refunds/{no}/status", post(sim_refund_status))
+        .route("/sim/refunds/{no}/query-count", get(sim_refund_query_count))
         .route("/sim/notify-behavior", post(sim_notify_behavior))
         .route("/sim/stats", get(sim_stats))
         .route("/sim/request-payment/check", post(check_request_payment))
@@ -326,12 +339,15 @@ async fn query_order(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, V3Error> {
     check_mchid_query(&shared, &q)?;
-    let tx = shared
-        .world()
-        .orders
-        .get(&no)
-        .map(super::state::Order::transaction_json)
-        .ok_or_else(V3Error::order_not_exist)?;
+    let tx = {
+        let mut world = shared.world();
+        *world.order_queries.entry(no.clone()).or_default() += 1;
+        world
+            .orders
+            .get(&no)
+            .map(super::state::Order::transaction_json)
+    }
+    .ok_or_else(V3Error::order_not_exist)?;
     Ok(json_response(StatusCode::OK, &tx))
 }
 
@@ -342,13 +358,19 @@ async fn query_order_by_id(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, V3Error> {
     check_mchid_query(&shared, &q)?;
-    let tx = shared
-        .world()
-        .orders
-        .values()
-        .find(|o| o.transaction_id.as_deref() == Some(id.as_str()))
-        .map(super::state::Order::transaction_json)
-        .ok_or_else(V3Error::order_not_exist)?;
+    let tx = {
+        let mut world = shared.world();
+        let found = world
+            .orders
+            .values()
+            .find(|o| o.transaction_id.as_deref() == Some(id.as_str()))
+            .map(|o| (o.req.out_trade_no.clone(), o.transaction_json()));
+        found.map(|(no, tx)| {
+            *world.order_queries.entry(no).or_default() += 1;
+            tx
+        })
+    }
+    .ok_or_else(V3Error::order_not_exist)?;
     Ok(json_response(StatusCode::OK, &tx))
 }
 
@@ -388,11 +410,68 @@ async fn create_refund(State(shared): Sim, body: Bytes) -> Result<Response, V3Er
     let total = req_amount(&v, "amount.total")?;
     currency(&v, "amount.currency", true)?;
     let reason = opt_str(&v, "reason", 80)?.map(str::to_owned);
+    let refund = RefundRequest {
+        out_refund_no,
+        notify_url,
+        refund,
+        total,
+        reason,
+    };
+    // The world's lock is held only inside this synchronous call, never across an await.
+    let (r, created, fault) = submit_refund(&shared, &v, refund)?;
+    if created {
+        shared.schedule_refund_settlement(&r.out_refund_no);
+    }
+    match fault {
+        Some(RefundFault::CreatedButError(status)) => {
+            return Err(V3Error::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "SYSTEM_ERROR",
+                "系统超时 (simulated: the refund was created)",
+            ));
+        }
+        Some(RefundFault::CreatedButDelayed(delay)) => tokio::time::sleep(delay).await,
+        _ => {}
+    }
+    Ok(json_response(StatusCode::OK, &r.refund_json()))
+}
+
+/// The validated fields of a refund submission.
+struct RefundRequest<'a> {
+    out_refund_no: &'a str,
+    notify_url: Option<&'a str>,
+    refund: u64,
+    total: u64,
+    reason: Option<String>,
+}
+
+/// Applies the next [`RefundFault`] and creates (or finds) the refund: `(refund, created,
+/// fault to apply to the answer)`.
+fn submit_refund(
+    shared: &Shared,
+    v: &Value,
+    req: RefundRequest<'_>,
+) -> Result<(super::state::Refund, bool, Option<RefundFault>), V3Error> {
+    let RefundRequest {
+        out_refund_no,
+        notify_url,
+        refund,
+        total,
+        reason,
+    } = req;
     let now = shared.now();
     let mut world = shared.world();
+    let fault = world.refund_faults.pop_front();
+    if let Some(RefundFault::Rejected { status, code }) = fault {
+        return Err(V3Error::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            "simulated refund failure (nothing was created)",
+        ));
+    }
     let out_trade_no = match (
-        opt_str(&v, "out_trade_no", 32)?,
-        opt_str(&v, "transaction_id", 32)?,
+        opt_str(v, "out_trade_no", 32)?,
+        opt_str(v, "transaction_id", 32)?,
     ) {
         (Some(no), _) => no.to_owned(),
         (None, Some(id)) => world
@@ -432,38 +511,21 @@ async fn create_refund(State(shared): Sim, body: Bytes) -> Result<Response, V3Er
             ),
             _ => V3Error::invalid("out_refund_no was used with different parameters"),
         })?;
-    drop(world);
-    if created && let Some(delay) = shared.refund_delay {
-        let (shared, no) = (shared.clone(), r.out_refund_no.clone());
-        // Counted as in flight until the refund notification is dispatched (which counts
-        // itself), so that `wait_idle` also waits for pending refunds.
-        shared.stats.send_modify(|s| s.in_flight += 1);
-        shared.runtime.clone().spawn(async move {
-            let mut stop = shared.shutdown.subscribe();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {
-                    if let Err(e) = shared.complete_refund(&no) {
-                        tracing::warn!(error = %e, "automatic refund completion failed");
-                    }
-                }
-                _ = stop.wait_for(|s| *s) => {}
-            }
-            shared.stats.send_modify(|s| s.in_flight -= 1);
-        });
-    }
-    Ok(json_response(StatusCode::OK, &r.refund_json()))
+    Ok((r, created, fault))
 }
 
-/// `GET /v3/refund/domestic/refunds/{out_refund_no}` (WeChat Pay APIv3 "查询单笔退款").
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}` (WeChat Pay APIv3 "查询单笔退款"): 404
+/// `RESOURCE_NOT_EXISTS` for a refund WeChat never received.
 async fn query_refund(State(shared): Sim, Path(no): Path<String>) -> Result<Response, V3Error> {
-    let r = shared
-        .world()
-        .refunds
-        .get(&no)
-        .map(super::state::Refund::refund_json)
-        .ok_or_else(|| {
-            V3Error::new(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在")
-        })?;
+    let r = {
+        let mut world = shared.world();
+        *world.refund_queries.entry(no.clone()).or_default() += 1;
+        world
+            .refunds
+            .get(&no)
+            .map(super::state::Refund::refund_json)
+    }
+    .ok_or_else(|| V3Error::new(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在"))?;
     Ok(json_response(StatusCode::OK, &r))
 }
 
@@ -568,9 +630,11 @@ fn control_error(e: &SimulatorError) -> Response {
         SimulatorError::OrderNotFound(_) | SimulatorError::RefundNotFound(_) => {
             (StatusCode::NOT_FOUND, "not_found")
         }
-        SimulatorError::OrderState { .. } | SimulatorError::OrderExpired(_) => {
-            (StatusCode::CONFLICT, "invalid_state")
-        }
+        SimulatorError::OrderState { .. }
+        | SimulatorError::OrderExpired(_)
+        | SimulatorError::RefundState { .. }
+        | SimulatorError::RefundRefused(_) => (StatusCode::CONFLICT, "invalid_state"),
+        SimulatorError::Unsupported(_) => (StatusCode::BAD_REQUEST, "bad_request"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     json_response(
@@ -676,10 +740,105 @@ async fn sim_order(State(shared): Sim, Path(no): Path<String>) -> Response {
 }
 
 async fn sim_pay(State(shared): Sim, Path(no): Path<String>) -> Response {
-    match shared.pay(&no) {
+    match shared.pay(&no, false) {
         Ok(o) => json_response(StatusCode::OK, &json!(o)),
         Err(e) => control_error(&e),
     }
+}
+
+async fn sim_pay_even_if_closed(State(shared): Sim, Path(no): Path<String>) -> Response {
+    match shared.pay(&no, true) {
+        Ok(o) => json_response(StatusCode::OK, &json!(o)),
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn sim_pay_again(State(shared): Sim, Path(no): Path<String>) -> Response {
+    match shared.pay_again(&no) {
+        Ok(id) => json_response(StatusCode::OK, &json!({ "transaction_id": id })),
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn sim_trade_state(State(shared): Sim, Path(no): Path<String>, body: Bytes) -> Response {
+    let Some(v) = control_json(&body) else {
+        return bad_request("body must be JSON");
+    };
+    let Some(state) = v["trade_state"].as_str().and_then(TradeState::from_wire) else {
+        return bad_request("trade_state must be NOTPAY, USERPAYING, PAYERROR, REVOKED or CLOSED");
+    };
+    let changed = shared.world().set_trade_state(&no, state);
+    match changed {
+        Ok(o) => json_response(StatusCode::OK, &json!(o.snapshot())),
+        Err(r) => control_error(&super::refusal_error(r, &no)),
+    }
+}
+
+async fn sim_query_count(State(shared): Sim, Path(no): Path<String>) -> Response {
+    let count = shared.world().order_queries.get(&no).copied().unwrap_or(0);
+    json_response(
+        StatusCode::OK,
+        &json!({ "out_trade_no": no, "count": count }),
+    )
+}
+
+async fn sim_refund_query_count(State(shared): Sim, Path(no): Path<String>) -> Response {
+    let count = shared.world().refund_queries.get(&no).copied().unwrap_or(0);
+    json_response(
+        StatusCode::OK,
+        &json!({ "out_refund_no": no, "count": count }),
+    )
+}
+
+async fn sim_console_refund(State(shared): Sim, Path(no): Path<String>, body: Bytes) -> Response {
+    let Some(amount) = control_json(&body).and_then(|v| v["amount"].as_u64()) else {
+        return bad_request("amount (fen, a positive integer) is required");
+    };
+    match shared.console_refund(&no, amount) {
+        Ok(out_refund_no) => {
+            json_response(StatusCode::OK, &json!({ "out_refund_no": out_refund_no }))
+        }
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn sim_refund_status(State(shared): Sim, Path(no): Path<String>, body: Bytes) -> Response {
+    let Some(status) =
+        control_json(&body).and_then(|v| v["status"].as_str().and_then(RefundStatus::from_wire))
+    else {
+        return bad_request("status must be ABNORMAL, SUCCESS or CLOSED");
+    };
+    match shared.set_refund_status(&no, status) {
+        Ok(r) => json_response(StatusCode::OK, &json!(r)),
+        Err(e) => control_error(&e),
+    }
+}
+
+async fn sim_refunds_fail(State(shared): Sim, body: Bytes) -> Response {
+    let Some(v) = control_json(&body) else {
+        return bad_request("body must be JSON");
+    };
+    let status = v["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (400..600).contains(s));
+    let fault = match v["mode"].as_str() {
+        Some("error") => RefundFault::CreatedButError(status.unwrap_or(500)),
+        Some("delay") => match v["delay_ms"].as_u64() {
+            Some(ms) => RefundFault::CreatedButDelayed(std::time::Duration::from_millis(ms)),
+            None => return bad_request("delay needs delay_ms"),
+        },
+        Some("reject") => RefundFault::Rejected {
+            status: status.unwrap_or(500),
+            code: v["code"].as_str().unwrap_or("SYSTEM_ERROR").to_owned(),
+        },
+        _ => return bad_request("mode must be error, delay or reject"),
+    };
+    shared
+        .world()
+        .refund_faults
+        .extend(std::iter::repeat_n(fault, count(&v)));
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn sim_refund(State(shared): Sim, Path(no): Path<String>) -> Response {
@@ -690,7 +849,7 @@ async fn sim_refund(State(shared): Sim, Path(no): Path<String>) -> Response {
 }
 
 async fn sim_complete_refund(State(shared): Sim, Path(no): Path<String>) -> Response {
-    match shared.complete_refund(&no) {
+    match shared.set_refund_status(&no, RefundStatus::Success) {
         Ok(r) => json_response(StatusCode::OK, &json!(r)),
         Err(e) => control_error(&e),
     }
@@ -745,7 +904,7 @@ async fn check_request_payment(State(shared): Sim, body: Bytes) -> Response {
                 "out_trade_no": out_trade_no,
             });
             if v["pay"].as_bool() == Some(true) {
-                match shared.pay(&out_trade_no) {
+                match shared.pay(&out_trade_no, false) {
                     Ok(o) => reply["order"] = json!(o),
                     Err(e) => return control_error(&e),
                 }
@@ -828,10 +987,14 @@ fn check_payment_params(shared: &Shared, v: &Value) -> Result<String, String> {
             return Err("prepay_id has expired".to_owned());
         }
         match order.state {
-            TradeState::NotPay if order.expired(now) => return Err("订单已过期".to_owned()),
-            TradeState::NotPay => {}
-            TradeState::Closed => return Err("订单已关闭".to_owned()),
-            _ => return Err("该订单已支付".to_owned()),
+            TradeState::NotPay | TradeState::UserPaying | TradeState::PayError
+                if order.expired(now) =>
+            {
+                return Err("订单已过期".to_owned());
+            }
+            TradeState::NotPay | TradeState::UserPaying | TradeState::PayError => {}
+            TradeState::Closed | TradeState::Revoked => return Err("订单已关闭".to_owned()),
+            TradeState::Success | TradeState::Refund => return Err("该订单已支付".to_owned()),
         }
         if let Some(openid) = v["openid"].as_str()
             && openid != order.req.openid

@@ -9,6 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::service::ServiceError;
+use crate::service::payments::Unusable;
 use crate::store::StoreError;
 use crate::wechat::UpstreamError;
 
@@ -108,10 +110,22 @@ impl IntoResponse for AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            StoreError::Conflict(m) => Self::Conflict(m),
-            StoreError::NotFound => Self::NotFound,
-            other => Self::Internal(other.to_string()),
+            ServiceError::Invalid(f) => Self::bad_request("invalid_field", f.to_string()),
+            ServiceError::UnknownUser => {
+                Self::bad_request("unknown_openid", "no user with this openid has logged in")
+            }
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Conflict(m) => Self::Conflict(m),
+            ServiceError::Storage(e) => e.into(),
+            ServiceError::Upstream(e) => e.into(),
+            ServiceError::Internal(m) => Self::Internal(m),
         }
     }
 }
@@ -171,5 +185,28 @@ impl IntoResponse for NotifyError {
             Json(json!({ "code": "FAIL", "message": self.message })),
         )
             .into_response()
+    }
+}
+
+impl NotifyError {
+    /// A storage failure: 500, so WeChat redelivers.
+    #[must_use]
+    pub const fn storage() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage unavailable, retry later",
+        )
+    }
+}
+
+impl From<Unusable> for NotifyError {
+    fn from(e: Unusable) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            match e {
+                Unusable::Foreign => "appid or mchid mismatch",
+                Unusable::Incomplete => "paid transaction without transaction_id or amount",
+            },
+        )
     }
 }

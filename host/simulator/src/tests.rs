@@ -58,7 +58,7 @@ fn platform_keys(h: &SimulatorHandle) -> PlatformKeys {
             let serial = keys
                 .insert_certificate_pem(
                     default_provider(),
-                    h.credentials().platform_certificate_pem,
+                    &h.credentials().platform_certificate_pem,
                 )
                 .expect("certificate");
             assert_eq!(Some(serial.as_str()), h.platform_certificate_serial());
@@ -183,17 +183,22 @@ async fn order(h: &SimulatorHandle, no: &str, total: u64, notify_url: &str) -> S
         .to_owned()
 }
 
-/// A merchant notify endpoint that answers with queued statuses (then 204) and records every
-/// request.
+/// A merchant notify endpoint (`/notify`, and `/notify/refund` for console refunds) that
+/// answers with queued statuses (then 204) and records every request and its path.
 #[derive(Default)]
 struct Receiver {
     answers: Mutex<VecDeque<u16>>,
     received: Mutex<Vec<(HeaderMap, Bytes)>>,
+    paths: Mutex<Vec<String>>,
 }
 
 impl Receiver {
     fn received(&self) -> Vec<(HeaderMap, Bytes)> {
         self.received.lock().expect("lock").clone()
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().expect("lock").clone()
     }
 }
 
@@ -201,18 +206,20 @@ async fn receiver(answers: &[u16]) -> (String, Arc<Receiver>) {
     let state = Arc::new(Receiver {
         answers: Mutex::new(answers.iter().copied().collect()),
         received: Mutex::default(),
+        paths: Mutex::default(),
     });
+    let handler = |State(r): State<Arc<Receiver>>,
+                   uri: axum::http::Uri,
+                   headers: HeaderMap,
+                   body: Bytes| async move {
+        r.paths.lock().expect("lock").push(uri.path().to_owned());
+        r.received.lock().expect("lock").push((headers, body));
+        let answer = r.answers.lock().expect("lock").pop_front().unwrap_or(204);
+        StatusCode::from_u16(answer).expect("status")
+    };
     let app = axum::Router::new()
-        .route(
-            "/notify",
-            post(
-                |State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes| async move {
-                    r.received.lock().expect("lock").push((headers, body));
-                    let answer = r.answers.lock().expect("lock").pop_front().unwrap_or(204);
-                    StatusCode::from_u16(answer).expect("status")
-                },
-            ),
-        )
+        .route("/notify", post(handler))
+        .route("/notify/refund", post(handler))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -703,5 +710,601 @@ async fn injected_clock_expires_login_codes() {
     assert_eq!(
         send(&h, "GET", &url, "", None).await.json()["errcode"],
         40029
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+#[tokio::test]
+async fn keys_are_generated_per_start_and_usable() {
+    let a = sim(fast()).await;
+    let b = sim(fast()).await;
+    let (ca, cb) = (a.credentials(), b.credentials());
+    assert_ne!(ca.merchant_private_key_pem, cb.merchant_private_key_pem);
+    assert_ne!(ca.platform_public_key_pem, cb.platform_public_key_pem);
+    assert_ne!(a.platform_serial(), b.platform_serial());
+    assert!(
+        ca.merchant_private_key_pem
+            .starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8, as MerchantSigner accepts"
+    );
+    // The generated certificate is what the core accepts: 40 hex digits, valid now.
+    let info = wxpay_core::keys::parse_certificate_pem(&ca.platform_certificate_pem).expect("cert");
+    assert_eq!(info.serial_no.len(), 40);
+    assert_eq!(
+        Some(info.serial_no.as_str()),
+        a.platform_certificate_serial()
+    );
+    let now = i64::try_from(now()).expect("now");
+    assert!(info.not_before <= now && now < info.not_after);
+    assert!(info.not_after - now > 4 * 365 * 86_400, "valid for years");
+    // A signer over the generated merchant key is accepted by the simulator.
+    let r = v3(&a, "GET", "/v3/certificates", "").await.verified(&a);
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+fn vector_keys() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/keys")
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wxpay-sim-{name}-{}",
+        &wxpay_core::nonce::nonce_str(&mut rng())[..8]
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[tokio::test]
+async fn keys_dir_reads_the_published_test_keys_at_run_time() {
+    let dir = vector_keys();
+    let h = sim(fast().keys_dir(&dir)).await;
+    let file = |name: &str| std::fs::read_to_string(dir.join(name)).expect("key file");
+    assert_eq!(
+        h.merchant_private_key_pem(),
+        file("merchant_private_key.pem")
+    );
+    assert_eq!(
+        h.platform_certificate_serial(),
+        Some("5157F09EFDC096DE15EBE81A47057A7232F8BB6B")
+    );
+    let r = v3(&h, "GET", "/v3/certificates", "").await.verified(&h);
+    assert_eq!(r.status, StatusCode::OK);
+    // Rotation still works: the second key is generated.
+    let new = h.rotate_platform_certificate().expect("rotates");
+    assert_ne!(new, "5157F09EFDC096DE15EBE81A47057A7232F8BB6B");
+
+    // Only the private keys: the public keys are derived and a certificate is generated.
+    let only = temp_dir("only-private");
+    for name in ["merchant_private_key.pem", "platform_private_key.pem"] {
+        std::fs::copy(dir.join(name), only.join(name)).expect("copy");
+    }
+    let h2 = sim(fast().keys_dir(&only)).await;
+    assert_eq!(
+        h2.platform_public_key_pem().trim(),
+        file("platform_public_key.pem").trim()
+    );
+    assert_ne!(
+        h2.platform_certificate_serial(),
+        Some("5157F09EFDC096DE15EBE81A47057A7232F8BB6B")
+    );
+    let r = v3(&h2, "GET", "/v3/certificates", "").await.verified(&h2);
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Files that do not belong together are refused at start.
+    let mixed = temp_dir("mixed");
+    for name in ["merchant_private_key.pem", "platform_private_key.pem"] {
+        std::fs::copy(dir.join(name), mixed.join(name)).expect("copy");
+    }
+    std::fs::copy(
+        dir.join("merchant_public_key.pem"),
+        mixed.join("platform_public_key.pem"),
+    )
+    .expect("copy");
+    assert!(matches!(
+        spawn(fast().keys_dir(&mixed)).await,
+        Err(SimulatorError::KeyMismatch(_))
+    ));
+    assert!(matches!(
+        spawn(fast().keys_dir(mixed.join("missing"))).await,
+        Err(SimulatorError::KeyFile { .. })
+    ));
+    for d in [only, mixed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviours for the host's order and refund state machine
+
+fn query_path(h: &SimulatorHandle, no: &str) -> String {
+    format!("/v3/pay/transactions/out-trade-no/{no}?mchid={}", h.mchid())
+}
+
+async fn trade_state(h: &SimulatorHandle, no: &str) -> Value {
+    v3(h, "GET", &query_path(h, no), "")
+        .await
+        .verified(h)
+        .json()
+}
+
+async fn close(h: &SimulatorHandle, no: &str) {
+    let r = v3(
+        h,
+        "POST",
+        &format!("/v3/pay/transactions/out-trade-no/{no}/close"),
+        &json!({ "mchid": h.mchid() }).to_string(),
+    )
+    .await
+    .verified(h);
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_payment_crossing_the_close_is_notified() {
+    let (url, rx) = receiver(&[]).await;
+    let h = sim(fast()).await;
+    order(&h, "RACE0001", 100, &url).await;
+    order(&h, "RACE0002", 100, &url).await;
+    close(&h, "RACE0001").await;
+    close(&h, "RACE0002").await;
+    assert!(matches!(
+        h.pay("RACE0001"),
+        Err(SimulatorError::OrderState {
+            state: TradeState::Closed,
+            ..
+        })
+    ));
+    let paid = h.pay_even_if_closed("RACE0001").expect("pays");
+    assert_eq!(paid.trade_state, TradeState::Success);
+    let r = send(
+        &h,
+        "POST",
+        "/sim/orders/RACE0002/pay-even-if-closed",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["trade_state"], "SUCCESS");
+    h.wait_for_deliveries(2, WAIT).await.expect("delivered");
+    for (headers, body) in rx.received() {
+        let n = verify_received(&h, &(headers, body)).expect("authentic");
+        assert_eq!(n.event_type, "TRANSACTION.SUCCESS");
+        let tx = n.transaction().expect("transaction");
+        assert_eq!(tx.trade_state, "SUCCESS");
+        assert!(tx.transaction_id.is_some());
+    }
+    assert_eq!(trade_state(&h, "RACE0001").await["trade_state"], "SUCCESS");
+    assert!(matches!(
+        h.pay_even_if_closed("RACE0001"),
+        Err(SimulatorError::OrderState { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_double_payment_has_a_new_transaction_id() {
+    let (url, rx) = receiver(&[]).await;
+    let h = sim(fast()).await;
+    order(&h, "TWICE001", 100, &url).await;
+    assert!(matches!(
+        h.pay_again("TWICE001"),
+        Err(SimulatorError::OrderState { .. })
+    ));
+    let first = h.pay("TWICE001").expect("pays").transaction_id;
+    let second = h.pay_again("TWICE001").expect("pays again");
+    assert_ne!(Some(second.clone()), first);
+    let r = send(&h, "POST", "/sim/orders/TWICE001/pay-again", "", None).await;
+    let third = r.json()["transaction_id"].as_str().expect("id").to_owned();
+    h.wait_for_deliveries(3, WAIT).await.expect("delivered");
+    let mut ids: Vec<_> = rx
+        .received()
+        .iter()
+        .map(|r| {
+            verify_received(&h, r)
+                .expect("authentic")
+                .transaction()
+                .expect("transaction")
+                .transaction_id
+        })
+        .collect();
+    ids.sort();
+    let mut expected = vec![first.clone(), Some(second.clone()), Some(third.clone())];
+    expected.sort();
+    assert_eq!(ids, expected);
+    // Queries keep answering the first payment; the snapshot lists the others.
+    assert_eq!(
+        trade_state(&h, "TWICE001").await["transaction_id"].as_str(),
+        first.as_deref()
+    );
+    let snapshot = h.order("TWICE001").expect("order");
+    assert_eq!(snapshot.double_payments, vec![second, third]);
+}
+
+#[tokio::test]
+async fn trade_states_for_queries_and_refund_after_a_refund() {
+    let h = sim(fast()).await;
+    let url = "http://127.0.0.1:9/notify";
+    order(&h, "STATE001", 100, url).await;
+    for state in [
+        TradeState::UserPaying,
+        TradeState::PayError,
+        TradeState::Revoked,
+        TradeState::Closed,
+        TradeState::NotPay,
+    ] {
+        h.set_trade_state("STATE001", state).expect("set");
+        let q = trade_state(&h, "STATE001").await;
+        assert_eq!(q["trade_state"], state.as_str());
+        assert!(q["trade_state_desc"].is_string());
+        assert!(q.get("transaction_id").is_none());
+    }
+    let r = send(
+        &h,
+        "POST",
+        "/sim/orders/STATE001/trade-state",
+        r#"{"trade_state":"PAYERROR"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(trade_state(&h, "STATE001").await["trade_state"], "PAYERROR");
+    let r = send(
+        &h,
+        "POST",
+        "/sim/orders/STATE001/trade-state",
+        r#"{"trade_state":"SUCCESS"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(matches!(
+        h.set_trade_state("STATE001", TradeState::Success),
+        Err(SimulatorError::Unsupported(_))
+    ));
+    // A payer who failed once can pay; then a partial refund makes the query answer REFUND.
+    h.pay("STATE001").expect("pays");
+    assert!(matches!(
+        h.set_trade_state("STATE001", TradeState::Closed),
+        Err(SimulatorError::OrderState { .. })
+    ));
+    let body = json!({
+        "out_trade_no": "STATE001", "out_refund_no": "RSTATE01",
+        "amount": { "refund": 10, "total": 100, "currency": "CNY" },
+    })
+    .to_string();
+    let r = v3(&h, "POST", "/v3/refund/domestic/refunds", &body).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let q = trade_state(&h, "STATE001").await;
+    assert_eq!(q["trade_state"], "REFUND");
+    assert!(q["transaction_id"].is_string());
+}
+
+async fn refund_req(
+    h: &SimulatorHandle,
+    no: &str,
+    out_refund_no: &str,
+    amount: u64,
+    url: &str,
+) -> Reply {
+    let body = json!({
+        "out_trade_no": no,
+        "out_refund_no": out_refund_no,
+        "notify_url": url,
+        "amount": { "refund": amount, "total": 100, "currency": "CNY" },
+    })
+    .to_string();
+    v3(h, "POST", "/v3/refund/domestic/refunds", &body)
+        .await
+        .verified(h)
+}
+
+async fn refund_query(h: &SimulatorHandle, out_refund_no: &str) -> Reply {
+    v3(
+        h,
+        "GET",
+        &format!("/v3/refund/domestic/refunds/{out_refund_no}"),
+        "",
+    )
+    .await
+    .verified(h)
+}
+
+#[tokio::test]
+async fn refund_statuses_unknown_refunds_and_resubmission() {
+    let (url, rx) = receiver(&[]).await;
+    let h = sim(SimulatorOptions {
+        refund_delay: None,
+        ..fast()
+    })
+    .await;
+    order(&h, "REFUND01", 100, &url).await;
+    h.pay("REFUND01").expect("pays");
+    h.wait_for_deliveries(1, WAIT).await.expect("payment");
+
+    let r = refund_query(&h, "NEVERSEEN").await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("RESOURCE_NOT_EXISTS"))
+    );
+
+    // The same out_refund_no twice is the same refund.
+    let a = refund_req(&h, "REFUND01", "RF000001", 30, &url)
+        .await
+        .json();
+    let b = refund_req(&h, "REFUND01", "RF000001", 30, &url)
+        .await
+        .json();
+    assert_eq!(a["refund_id"], b["refund_id"]);
+    assert_eq!(h.order("REFUND01").expect("order").refunded, 30);
+
+    // PROCESSING -> ABNORMAL -> SUCCESS, each notified.
+    let r = h
+        .set_refund_status("RF000001", RefundStatus::Abnormal)
+        .expect("abnormal");
+    assert_eq!(r.status, RefundStatus::Abnormal);
+    assert_eq!(
+        refund_query(&h, "RF000001").await.json()["status"],
+        "ABNORMAL"
+    );
+    let r = send(
+        &h,
+        "POST",
+        "/sim/refunds/RF000001/status",
+        r#"{"status":"SUCCESS"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["status"], "SUCCESS");
+    // PROCESSING -> CLOSED, notified; its amount is refundable again.
+    refund_req(&h, "REFUND01", "RF000002", 70, &url).await;
+    h.set_refund_status("RF000002", RefundStatus::Closed)
+        .expect("closed");
+    assert_eq!(h.order("REFUND01").expect("order").refunded, 30);
+    assert!(matches!(
+        h.set_refund_status("RF000002", RefundStatus::Success),
+        Err(SimulatorError::RefundState {
+            status: RefundStatus::Closed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        h.complete_refund("RF000002"),
+        Err(SimulatorError::RefundState { .. })
+    ));
+    // Setting the same status again sends nothing.
+    h.set_refund_status("RF000001", RefundStatus::Success)
+        .expect("unchanged");
+    h.wait_for_deliveries(4, WAIT).await.expect("refunds");
+    h.wait_idle(WAIT).await.expect("idle");
+    let events: Vec<(String, String, String)> = rx.received()[1..]
+        .iter()
+        .map(|r| {
+            let n = verify_received(&h, r).expect("authentic");
+            let refund = n.refund().expect("refund");
+            (n.event_type, refund.out_refund_no, refund.refund_status)
+        })
+        .collect();
+    let expect = |e: &str, no: &str, s: &str| (e.to_owned(), no.to_owned(), s.to_owned());
+    assert_eq!(
+        events,
+        [
+            expect("REFUND.ABNORMAL", "RF000001", "ABNORMAL"),
+            expect("REFUND.SUCCESS", "RF000001", "SUCCESS"),
+            expect("REFUND.CLOSED", "RF000002", "CLOSED"),
+        ]
+    );
+    assert_eq!(h.refund_query_count("RF000001"), 1);
+    assert_eq!(h.refund_query_count("NEVERSEEN"), 1);
+    let r = send(&h, "GET", "/sim/refunds/NEVERSEEN/query-count", "", None).await;
+    assert_eq!(r.json()["count"], 1);
+}
+
+#[tokio::test]
+async fn an_abnormal_refund_does_not_succeed_by_itself() {
+    let (url, _rx) = receiver(&[]).await;
+    let h = sim(SimulatorOptions {
+        refund_delay: Some(Duration::from_millis(200)),
+        ..fast()
+    })
+    .await;
+    order(&h, "ABNORM01", 100, &url).await;
+    h.pay("ABNORM01").expect("pays");
+    refund_req(&h, "ABNORM01", "RFAB0001", 100, &url).await;
+    h.set_refund_status("RFAB0001", RefundStatus::Abnormal)
+        .expect("abnormal");
+    h.wait_idle(WAIT).await.expect("idle");
+    assert_eq!(
+        h.refund("RFAB0001").map(|r| r.status),
+        Some(RefundStatus::Abnormal)
+    );
+}
+
+#[tokio::test]
+async fn refund_answers_can_be_lost_after_creating_or_refused_before() {
+    let (url, _rx) = receiver(&[]).await;
+    let h = sim(SimulatorOptions {
+        refund_delay: None,
+        ..fast()
+    })
+    .await;
+    order(&h, "LOST0001", 100, &url).await;
+    h.pay("LOST0001").expect("pays");
+
+    // Created, answered 500: the query finds it, and resubmitting returns it.
+    h.fail_next_refunds(RefundFault::CreatedButError(500), 1);
+    let r = refund_req(&h, "LOST0001", "RFLOST01", 10, &url).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("SYSTEM_ERROR"))
+    );
+    assert_eq!(refund_query(&h, "RFLOST01").await.status, StatusCode::OK);
+    let again = refund_req(&h, "LOST0001", "RFLOST01", 10, &url).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(h.order("LOST0001").expect("order").refunded, 10);
+
+    // Refused before creating: nothing exists.
+    let r = send(
+        &h,
+        "POST",
+        "/sim/refunds/fail",
+        r#"{"mode":"reject","status":503,"code":"SYSTEM_ERROR"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = refund_req(&h, "LOST0001", "RFLOST02", 10, &url).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refund_query(&h, "RFLOST02").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Created, answered late: a client with a short timeout gives up, the refund exists.
+    h.fail_next_refunds(
+        RefundFault::CreatedButDelayed(Duration::from_millis(1500)),
+        1,
+    );
+    let body = json!({
+        "out_trade_no": "LOST0001", "out_refund_no": "RFLOST03",
+        "amount": { "refund": 10, "total": 100, "currency": "CNY" },
+    })
+    .to_string();
+    let path = "/v3/refund/domestic/refunds";
+    let auth = authorization(
+        &signer(&h),
+        &mut rng(),
+        "POST",
+        path,
+        &now().to_string(),
+        &wxpay_core::nonce::nonce_str(&mut rng()),
+        &body,
+    )
+    .expect("authorization");
+    let late = reqwest::Client::new()
+        .post(format!("{}{path}", h.base_url()))
+        .header("Authorization", auth.header)
+        .header("Content-Type", "application/json")
+        .timeout(Duration::from_millis(300))
+        .body(body)
+        .send()
+        .await;
+    assert!(late.is_err_and(|e| e.is_timeout()));
+    assert_eq!(refund_query(&h, "RFLOST03").await.status, StatusCode::OK);
+    assert_eq!(h.order("LOST0001").expect("order").refunded, 20);
+}
+
+#[tokio::test]
+async fn console_refunds_notify_the_refund_url() {
+    let (url, rx) = receiver(&[]).await;
+    let h = sim(fast()).await;
+    order(&h, "CONSOLE1", 100, &url).await;
+    assert!(matches!(
+        h.console_refund("CONSOLE1", 10),
+        Err(SimulatorError::OrderState { .. })
+    ));
+    h.pay("CONSOLE1").expect("pays");
+    let no = h.console_refund("CONSOLE1", 40).expect("refund");
+    let r = send(
+        &h,
+        "POST",
+        "/sim/orders/CONSOLE1/console-refund",
+        r#"{"amount":60}"#,
+        None,
+    )
+    .await;
+    let no2 = r.json()["out_refund_no"].as_str().expect("no").to_owned();
+    assert!(matches!(
+        h.console_refund("CONSOLE1", 1),
+        Err(SimulatorError::RefundRefused(_))
+    ));
+    h.wait_for_deliveries(3, WAIT).await.expect("delivered");
+    h.wait_idle(WAIT).await.expect("idle");
+    assert_eq!(rx.paths(), ["/notify", "/notify/refund", "/notify/refund"]);
+    let mut refunded: Vec<(String, i64)> = rx.received()[1..]
+        .iter()
+        .map(|r| {
+            let n = verify_received(&h, r).expect("authentic");
+            assert_eq!(n.event_type, "REFUND.SUCCESS");
+            let refund = n.refund().expect("refund");
+            (refund.out_refund_no, refund.amount.refund)
+        })
+        .collect();
+    refunded.sort();
+    let mut expected = vec![(no, 40), (no2, 60)];
+    expected.sort();
+    assert_eq!(refunded, expected);
+    assert_eq!(trade_state(&h, "CONSOLE1").await["trade_state"], "REFUND");
+
+    // Or to a configured URL.
+    let (other, rx2) = receiver(&[]).await;
+    let h = sim(SimulatorOptions {
+        refund_notify_url: Some(other.clone()),
+        ..fast()
+    })
+    .await;
+    order(&h, "CONSOLE2", 100, &url).await;
+    h.pay("CONSOLE2").expect("pays");
+    h.console_refund("CONSOLE2", 100).expect("refund");
+    h.wait_idle(WAIT).await.expect("idle");
+    assert_eq!(rx2.paths(), ["/notify"]);
+}
+
+#[tokio::test]
+async fn order_and_refund_queries_are_counted() {
+    let h = sim(fast()).await;
+    order(&h, "COUNT001", 100, "http://127.0.0.1:9/notify").await;
+    assert_eq!(h.query_count("COUNT001"), 0);
+    for _ in 0..3 {
+        trade_state(&h, "COUNT001").await;
+    }
+    trade_state(&h, "NOPE0001").await;
+    let paid = h.pay("COUNT001").expect("pays");
+    let by_id = format!(
+        "/v3/pay/transactions/id/{}?mchid={}",
+        paid.transaction_id.expect("id"),
+        h.mchid()
+    );
+    v3(&h, "GET", &by_id, "").await.verified(&h);
+    assert_eq!(h.query_count("COUNT001"), 4);
+    assert_eq!(h.query_count("NOPE0001"), 1);
+    let r = send(&h, "GET", "/sim/orders/COUNT001/query-count", "", None).await;
+    assert_eq!(r.json()["count"], 4);
+    // A forced failure is answered before the query: not counted.
+    h.fail_next_v3(500, "SYSTEM_ERROR", 1);
+    trade_state(&h, "COUNT001").await;
+    assert_eq!(h.query_count("COUNT001"), 4);
+}
+
+#[tokio::test]
+async fn signed_notifications_for_any_resource() {
+    let h = sim(fast()).await;
+    let resource = json!({ "mchid": h.mchid(), "out_trade_no": "ANY00001",
+        "transaction_id": "4200000000000000000000000001", "trade_state": "SUCCESS" });
+    let (headers, body) = h
+        .signed_notification("any-1", "TRANSACTION.SUCCESS", "transaction", &resource)
+        .expect("signed");
+    let pairs = || headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let wx = WechatpayHeaders::from_pairs(pairs()).expect("headers");
+    assert_eq!(wx.serial, h.platform_serial());
+    let key = ApiV3Key::new(h.api_v3_key()).expect("key");
+    let n = verify_notification(&platform_keys(&h), &key, &wx, &body, now()).expect("verifies");
+    assert_eq!(
+        (n.id.as_str(), n.event_type.as_str()),
+        ("any-1", "TRANSACTION.SUCCESS")
+    );
+    let plain: Value = serde_json::from_slice(n.plaintext.as_bytes()).expect("json");
+    assert_eq!(plain, resource);
+    // After a rotation, signed with the new key.
+    let new = h.rotate_platform_certificate().expect("rotates");
+    let (headers, _) = h
+        .signed_notification("any-2", "REFUND.SUCCESS", "refund", &resource)
+        .expect("signed");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "Wechatpay-Serial" && *v == new)
     );
 }

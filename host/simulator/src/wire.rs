@@ -177,6 +177,17 @@ pub(crate) fn ymd_cst(unix: u64) -> String {
     rfc3339_cst(unix)[..10].replace('-', "")
 }
 
+/// The UTC calendar date `(year, month, day)` of a unix time (years past 9999 are clamped).
+pub(crate) fn civil_date(unix: u64) -> (i32, u8, u8) {
+    let days = i64::try_from(unix / 86_400).unwrap_or(i64::MAX / 2);
+    let (y, m, d) = civil_from_days(days.min(2_932_896)); // 9999-12-31
+    (
+        i32::try_from(y).unwrap_or(9999),
+        u8::try_from(m).unwrap_or(1),
+        u8::try_from(d).unwrap_or(1),
+    )
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (the `time_expire` format) to unix seconds.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();

@@ -1,22 +1,24 @@
 //! `wxpay-simulator`: the local WeChat Pay + WeChat login simulator, standalone.
 //!
 //! ```text
-//! wxpay-simulator [--listen ADDR] [--public-key-mode] [--compress FACTOR] [--key-dir DIR]
+//! wxpay-simulator [--listen ADDR] [--public-key-mode] [--compress FACTOR] [--keys-dir DIR]
+//!                 [--out-dir DIR]
 //! ```
 //!
-//! Prints its base URL, the TEST-ONLY credentials as `WXPAY_*` environment lines for a host, and
-//! curl examples for the control API, then runs until Ctrl-C. The key files a host reads
-//! (`WXPAY_MERCHANT_KEY_FILE`, `WXPAY_PLATFORM_PUBLIC_KEY_FILE`) are written to `--key-dir`
-//! (default: a `wxpay-simulator` folder in the system temp directory).
+//! Generates fresh key pairs (or, with `--keys-dir`, reads them from PEM files there: see
+//! `SimulatorOptions::keys_dir`), prints its base URL, the TEST-ONLY credentials as `WXPAY_*`
+//! environment lines for a host, and curl examples for the control API, then runs until Ctrl-C.
+//! The key files a host reads (`WXPAY_MERCHANT_KEY_FILE`, `WXPAY_PLATFORM_PUBLIC_KEY_FILE`) are
+//! written to `--out-dir` (default: a `wxpay-simulator` folder in the system temp directory).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wxpay_host::simulator::{self, SimulatorHandle, SimulatorOptions};
+use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
 const USAGE: &str = "usage: wxpay-simulator [--listen ADDR] [--public-key-mode] \
-                     [--compress FACTOR] [--key-dir DIR]";
+                     [--compress FACTOR] [--keys-dir DIR] [--out-dir DIR]";
 
 struct Args {
     opts: SimulatorOptions,
@@ -42,7 +44,8 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--compress: {e}"))?;
                 opts = opts.time_compressed(factor);
             }
-            "--key-dir" => key_dir = PathBuf::from(value("--key-dir")?),
+            "--keys-dir" => opts = opts.keys_dir(value("--keys-dir")?),
+            "--out-dir" => key_dir = PathBuf::from(value("--out-dir")?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -66,7 +69,7 @@ fn print_banner(
 ) {
     let base = h.base_url();
     println!("WeChat Pay simulator listening on {base}");
-    println!("TEST-ONLY credentials (published test keys; never use them for real payments):");
+    println!("TEST-ONLY credentials (never use them for real payments):");
     println!("  WXPAY_API_BASE={base}");
     println!("  WXPAY_LOGIN_BASE={base}");
     println!("  WXPAY_APPID={}", h.appid());
@@ -113,7 +116,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let handle = match simulator::spawn(args.opts).await {
+    let handle = match wxpay_simulator::spawn(args.opts).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("wxpay-simulator: {e}");

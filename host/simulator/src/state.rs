@@ -26,10 +26,17 @@ pub enum TradeState {
     Refund,
     /// `CLOSED`: closed by the merchant before payment.
     Closed,
+    /// `REVOKED`: revoked (payment-code payments; a query may still answer it).
+    Revoked,
+    /// `USERPAYING`: the payer is paying (entering a password).
+    UserPaying,
+    /// `PAYERROR`: the payment failed (e.g. the bank refused it).
+    PayError,
 }
 
 impl TradeState {
-    /// The wire value (`NOTPAY`, `SUCCESS`, `REFUND`, `CLOSED`).
+    /// The wire value (`NOTPAY`, `SUCCESS`, `REFUND`, `CLOSED`, `REVOKED`, `USERPAYING`,
+    /// `PAYERROR`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,7 +44,32 @@ impl TradeState {
             Self::Success => "SUCCESS",
             Self::Refund => "REFUND",
             Self::Closed => "CLOSED",
+            Self::Revoked => "REVOKED",
+            Self::UserPaying => "USERPAYING",
+            Self::PayError => "PAYERROR",
         }
+    }
+
+    /// Parses a wire value.
+    #[must_use]
+    pub fn from_wire(s: &str) -> Option<Self> {
+        [
+            Self::NotPay,
+            Self::Success,
+            Self::Refund,
+            Self::Closed,
+            Self::Revoked,
+            Self::UserPaying,
+            Self::PayError,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
+    /// Whether the order has been paid (`SUCCESS` or `REFUND`).
+    #[must_use]
+    pub fn is_paid(self) -> bool {
+        matches!(self, Self::Success | Self::Refund)
     }
 
     /// WeChat's `trade_state_desc` for the state.
@@ -47,6 +79,9 @@ impl TradeState {
             Self::Success => "支付成功",
             Self::Refund => "转入退款",
             Self::Closed => "订单已关闭",
+            Self::Revoked => "已撤销",
+            Self::UserPaying => "用户支付中",
+            Self::PayError => "支付失败",
         }
     }
 }
@@ -65,15 +100,52 @@ pub enum RefundStatus {
     Processing,
     /// `SUCCESS`: the money is back with the payer.
     Success,
+    /// `CLOSED`: the refund was closed without paying out; its amount is refundable again.
+    Closed,
+    /// `ABNORMAL`: the refund is stuck (e.g. the payer's card was cancelled); it may still
+    /// become `SUCCESS` or `CLOSED` later, and its amount stays reserved meanwhile.
+    Abnormal,
 }
 
 impl RefundStatus {
-    /// The wire value (`PROCESSING`, `SUCCESS`).
+    /// The wire value (`PROCESSING`, `SUCCESS`, `CLOSED`, `ABNORMAL`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Processing => "PROCESSING",
             Self::Success => "SUCCESS",
+            Self::Closed => "CLOSED",
+            Self::Abnormal => "ABNORMAL",
+        }
+    }
+
+    /// Parses a wire value.
+    #[must_use]
+    pub fn from_wire(s: &str) -> Option<Self> {
+        [
+            Self::Processing,
+            Self::Success,
+            Self::Closed,
+            Self::Abnormal,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
+    /// Whether the refund can no longer change (`SUCCESS` or `CLOSED`).
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Success | Self::Closed)
+    }
+
+    /// The notification event of a refund that reached this status (`REFUND.SUCCESS`,
+    /// `REFUND.ABNORMAL`, `REFUND.CLOSED`; WeChat Pay APIv3 "退款结果通知"), and its summary.
+    pub(crate) fn event(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Processing => None,
+            Self::Success => Some(("REFUND.SUCCESS", "退款成功")),
+            Self::Closed => Some(("REFUND.CLOSED", "退款关闭")),
+            Self::Abnormal => Some(("REFUND.ABNORMAL", "退款异常")),
         }
     }
 }
@@ -110,7 +182,10 @@ pub(crate) struct Order {
     pub created_at: u64,
     pub transaction_id: Option<String>,
     pub success_time: Option<u64>,
+    /// Reserved by refunds that are not `CLOSED`, in fen.
     pub refunded: u64,
+    /// Transaction ids of later payments of the already paid order (double payments).
+    pub double_payments: Vec<String>,
 }
 
 /// A snapshot of a simulated order, for tests and the control API.
@@ -123,7 +198,7 @@ pub struct OrderSnapshot {
     pub trade_state: TradeState,
     /// Order amount in fen.
     pub total: u64,
-    /// Sum of all refunds requested so far, in fen.
+    /// Sum of all refunds requested so far that are not `CLOSED`, in fen.
     pub refunded: u64,
     /// The payer's openid from the order.
     pub openid: String,
@@ -139,6 +214,9 @@ pub struct OrderSnapshot {
     pub attach: Option<String>,
     /// The `description` the merchant sent.
     pub description: String,
+    /// Transaction ids of later payments of the already paid order
+    /// ([`crate::SimulatorHandle::pay_again`]); queries keep answering the first one.
+    pub double_payments: Vec<String>,
 }
 
 impl serde::Serialize for TradeState {
@@ -167,6 +245,7 @@ impl Order {
             success_time: self.success_time,
             attach: self.req.attach.clone(),
             description: self.req.description.clone(),
+            double_payments: self.double_payments.clone(),
         }
     }
 
@@ -237,9 +316,9 @@ pub struct RefundSnapshot {
     pub out_trade_no: String,
     /// Refund amount in fen.
     pub refund: u64,
-    /// `PROCESSING` or `SUCCESS`.
+    /// `PROCESSING`, `SUCCESS`, `CLOSED` or `ABNORMAL`.
     pub status: RefundStatus,
-    /// Where the `REFUND.SUCCESS` notification goes, if the merchant gave a URL.
+    /// Where the refund notifications go, if the merchant gave a URL.
     pub notify_url: Option<String>,
     /// The `reason` the merchant sent.
     pub reason: Option<String>,
@@ -294,17 +373,16 @@ impl Refund {
         })
     }
 
-    /// The resource plaintext of a `REFUND.SUCCESS` notification (WeChat Pay APIv3
-    /// "退款结果通知").
+    /// The resource plaintext of a `REFUND.SUCCESS`, `REFUND.ABNORMAL` or `REFUND.CLOSED`
+    /// notification (WeChat Pay APIv3 "退款结果通知"; `success_time` only on success).
     pub(crate) fn notification_json(&self, mchid: &str) -> Value {
-        json!({
+        let mut v = json!({
             "mchid": mchid,
             "out_trade_no": self.out_trade_no,
             "transaction_id": self.transaction_id,
             "out_refund_no": self.out_refund_no,
             "refund_id": self.refund_id,
             "refund_status": self.status.as_str(),
-            "success_time": self.success_time.map(rfc3339_cst),
             "user_received_account": "支付用户零钱",
             "amount": {
                 "total": self.total,
@@ -312,7 +390,11 @@ impl Refund {
                 "payer_total": self.total,
                 "payer_refund": self.refund,
             },
-        })
+        });
+        if let Some(t) = self.success_time {
+            v["success_time"] = json!(rfc3339_cst(t));
+        }
+        v
     }
 }
 
@@ -356,8 +438,36 @@ pub(crate) struct World {
     pub login_failures: VecDeque<i64>,
     /// `(status, code)` the next `/v3` calls answer with, in order.
     pub v3_failures: VecDeque<(u16, String)>,
+    /// What happens to the next refund submissions, in order.
+    pub refund_faults: VecDeque<RefundFault>,
     pub behavior: NotifyBehavior,
+    /// Order queries received, by `out_trade_no` (queries by `transaction_id` count for their
+    /// order).
+    pub order_queries: HashMap<String, usize>,
+    /// Refund queries received, by `out_refund_no`.
+    pub refund_queries: HashMap<String, usize>,
     seq: u64,
+}
+
+/// What happens to a refund submission (`POST /v3/refund/domestic/refunds`) at the simulated
+/// WeChat Pay, for tests of a host whose refund outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefundFault {
+    /// The refund is created (or found, for a repeated `out_refund_no`), but the answer is this
+    /// status with code `SYSTEM_ERROR`, signed like any answer: the merchant cannot tell
+    /// whether the refund exists.
+    CreatedButError(u16),
+    /// The refund is created, and the answer is held back this long: a merchant whose timeout
+    /// is shorter sees a timeout.
+    CreatedButDelayed(std::time::Duration),
+    /// Nothing is created; the answer is `status` with `{"code": code}`.
+    Rejected {
+        /// HTTP status (400–599).
+        status: u16,
+        /// WeChat's error code, e.g. `SYSTEM_ERROR`, `FREQUENCY_LIMITED`.
+        code: String,
+    },
 }
 
 /// Why an order could not be created.
@@ -378,9 +488,14 @@ pub(crate) enum Refusal {
     State(TradeState),
     Expired,
     RefundNotFound,
-    RefundTooLarge { refundable: u64 },
+    RefundState(RefundStatus),
+    RefundTooLarge {
+        refundable: u64,
+    },
     TotalMismatch,
     RefundMismatch,
+    /// The requested target state cannot be set this way.
+    Target(&'static str),
 }
 
 impl World {
@@ -404,8 +519,8 @@ impl World {
         if let Some(existing) = self.orders.get(&req.out_trade_no) {
             match existing.state {
                 TradeState::Success | TradeState::Refund => return Err(OrderConflict::Paid),
-                TradeState::Closed => return Err(OrderConflict::Closed),
-                TradeState::NotPay => {}
+                TradeState::Closed | TradeState::Revoked => return Err(OrderConflict::Closed),
+                TradeState::NotPay | TradeState::UserPaying | TradeState::PayError => {}
             }
             if existing.req != req {
                 return Err(OrderConflict::Mismatch);
@@ -434,37 +549,104 @@ impl World {
                 transaction_id: None,
                 success_time: None,
                 refunded: 0,
+                double_payments: Vec::new(),
             },
         );
         Ok(prepay_id)
     }
 
-    /// Marks an unpaid order paid (what the payer's confirmation does).
-    pub(crate) fn pay(&mut self, out_trade_no: &str, now: u64) -> Result<Order, Refusal> {
+    /// A new WeChat transaction id (28 digits).
+    fn transaction_id(&mut self, now: u64) -> String {
         let seq = self.next_seq();
-        let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
-        if order.state != TradeState::NotPay {
+        format!("42000029{}{seq:012}", ymd_cst(now))
+    }
+
+    /// Marks an unpaid, open order paid (what the payer's confirmation does): `NOTPAY`,
+    /// `USERPAYING` and `PAYERROR` (a retry after a failed attempt) can be paid until
+    /// `time_expire`.
+    pub(crate) fn pay(&mut self, out_trade_no: &str, now: u64) -> Result<Order, Refusal> {
+        let order = self.orders.get(out_trade_no).ok_or(Refusal::NotFound)?;
+        if !matches!(
+            order.state,
+            TradeState::NotPay | TradeState::UserPaying | TradeState::PayError
+        ) {
             return Err(Refusal::State(order.state));
         }
         if order.expired(now) {
             return Err(Refusal::Expired);
         }
+        self.force_pay(out_trade_no, now)
+    }
+
+    /// Marks any unpaid order paid, closed and expired ones included: the payer's payment that
+    /// crossed the merchant's close (WeChat's real race).
+    pub(crate) fn force_pay(&mut self, out_trade_no: &str, now: u64) -> Result<Order, Refusal> {
+        let state = self
+            .orders
+            .get(out_trade_no)
+            .ok_or(Refusal::NotFound)?
+            .state;
+        if state.is_paid() {
+            return Err(Refusal::State(state));
+        }
+        let transaction_id = self.transaction_id(now);
+        let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
         order.state = TradeState::Success;
-        order.transaction_id = Some(format!("42000029{}{seq:012}", ymd_cst(now)));
+        order.transaction_id = Some(transaction_id);
         order.success_time = Some(now);
+        Ok(order.clone())
+    }
+
+    /// A second payment of a paid order under a new transaction id (a double payment).
+    /// Returns the order as the second payment's notification describes it (`SUCCESS`, the new
+    /// id and time); the stored order keeps its first payment.
+    pub(crate) fn pay_again(&mut self, out_trade_no: &str, now: u64) -> Result<Order, Refusal> {
+        let state = self
+            .orders
+            .get(out_trade_no)
+            .ok_or(Refusal::NotFound)?
+            .state;
+        if !state.is_paid() {
+            return Err(Refusal::State(state));
+        }
+        let transaction_id = self.transaction_id(now);
+        let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
+        order.double_payments.push(transaction_id.clone());
+        let mut second = order.clone();
+        second.state = TradeState::Success;
+        second.transaction_id = Some(transaction_id);
+        second.success_time = Some(now);
+        Ok(second)
+    }
+
+    /// Sets the `trade_state` of an unpaid order, for queries: `NOTPAY`, `USERPAYING`,
+    /// `PAYERROR`, `REVOKED` or `CLOSED`. Paid states come from paying and refunding only.
+    pub(crate) fn set_trade_state(
+        &mut self,
+        out_trade_no: &str,
+        state: TradeState,
+    ) -> Result<Order, Refusal> {
+        if state.is_paid() {
+            return Err(Refusal::Target(
+                "SUCCESS and REFUND come from paying and refunding, not from set_trade_state",
+            ));
+        }
+        let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
+        if order.state.is_paid() {
+            return Err(Refusal::State(order.state));
+        }
+        order.state = state;
         Ok(order.clone())
     }
 
     /// Closes an order; closing a closed order again is fine, a paid one is refused.
     pub(crate) fn close(&mut self, out_trade_no: &str) -> Result<(), Refusal> {
         let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
-        match order.state {
-            TradeState::NotPay | TradeState::Closed => {
-                order.state = TradeState::Closed;
-                Ok(())
-            }
-            s => Err(Refusal::State(s)),
+        if order.state.is_paid() {
+            return Err(Refusal::State(order.state));
         }
+        order.state = TradeState::Closed;
+        Ok(())
     }
 
     /// Accepts a refund request (status `PROCESSING`); a repeated `out_refund_no` with the same
@@ -487,9 +669,64 @@ impl World {
                 Err(Refusal::RefundMismatch)
             };
         }
+        self.new_refund(
+            out_trade_no,
+            Some(out_refund_no),
+            refund,
+            total,
+            reason,
+            notify_url,
+            now,
+        )
+        .map(|r| (r, true))
+    }
+
+    /// A refund made in the merchant console (not through the API) of `refund` fen: WeChat
+    /// numbers it itself (its `out_refund_no` is its `refund_id`).
+    pub(crate) fn console_refund(
+        &mut self,
+        out_trade_no: &str,
+        refund: u64,
+        notify_url: Option<String>,
+        now: u64,
+    ) -> Result<Refund, Refusal> {
+        let total = self
+            .orders
+            .get(out_trade_no)
+            .ok_or(Refusal::NotFound)?
+            .req
+            .total;
+        self.new_refund(
+            out_trade_no,
+            None,
+            refund,
+            total,
+            Some("商户平台退款".to_owned()),
+            notify_url,
+            now,
+        )
+    }
+
+    /// A new WeChat refund id (29 digits).
+    fn refund_id(&mut self, now: u64) -> String {
         let seq = self.next_seq();
+        format!("50300{}{seq:016}", ymd_cst(now))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_refund(
+        &mut self,
+        out_trade_no: &str,
+        out_refund_no: Option<&str>,
+        refund: u64,
+        total: u64,
+        reason: Option<String>,
+        notify_url: Option<String>,
+        now: u64,
+    ) -> Result<Refund, Refusal> {
+        let refund_id = self.refund_id(now);
         let order = self.orders.get_mut(out_trade_no).ok_or(Refusal::NotFound)?;
-        if !matches!(order.state, TradeState::Success | TradeState::Refund) {
+        if !order.state.is_paid() {
             return Err(Refusal::State(order.state));
         }
         if total != order.req.total {
@@ -502,8 +739,8 @@ impl World {
         order.refunded += refund;
         order.state = TradeState::Refund;
         let r = Refund {
-            refund_id: format!("50300{}{seq:016}", ymd_cst(now)),
-            out_refund_no: out_refund_no.to_owned(),
+            out_refund_no: out_refund_no.unwrap_or(&refund_id).to_owned(),
+            refund_id,
             out_trade_no: out_trade_no.to_owned(),
             transaction_id: order.transaction_id.clone().unwrap_or_default(),
             refund,
@@ -515,26 +752,61 @@ impl World {
             created_at: now,
             success_time: None,
         };
-        self.refunds.insert(out_refund_no.to_owned(), r.clone());
-        Ok((r, true))
+        self.refunds.insert(r.out_refund_no.clone(), r.clone());
+        Ok(r)
     }
 
-    /// Completes a processing refund; returns it if this call changed it.
-    pub(crate) fn complete_refund(
+    /// Moves a refund to `SUCCESS`, `CLOSED` or `ABNORMAL`; returns it if this call changed
+    /// it. `PROCESSING` and `ABNORMAL` refunds can move; setting the status a refund already
+    /// has changes nothing; a final (`SUCCESS`, `CLOSED`) refund cannot move. A `CLOSED` refund
+    /// releases its amount (refundable again).
+    pub(crate) fn set_refund_status(
+        &mut self,
+        out_refund_no: &str,
+        status: RefundStatus,
+        now: u64,
+    ) -> Result<Option<Refund>, Refusal> {
+        if status == RefundStatus::Processing {
+            return Err(Refusal::Target("a refund cannot go back to PROCESSING"));
+        }
+        let r = self
+            .refunds
+            .get_mut(out_refund_no)
+            .ok_or(Refusal::RefundNotFound)?;
+        if r.status == status {
+            return Ok(None);
+        }
+        if r.status.is_final() {
+            return Err(Refusal::RefundState(r.status));
+        }
+        r.status = status;
+        match status {
+            RefundStatus::Success => r.success_time = Some(now),
+            RefundStatus::Closed => {
+                if let Some(order) = self.orders.get_mut(&r.out_trade_no) {
+                    order.refunded = order.refunded.saturating_sub(r.refund);
+                }
+            }
+            RefundStatus::Abnormal | RefundStatus::Processing => {}
+        }
+        Ok(Some(r.clone()))
+    }
+
+    /// What WeChat does by itself after the refund delay: a refund still `PROCESSING`
+    /// succeeds; one moved meanwhile (`ABNORMAL`, `CLOSED`, `SUCCESS`) is left alone.
+    pub(crate) fn settle_refund(
         &mut self,
         out_refund_no: &str,
         now: u64,
     ) -> Result<Option<Refund>, Refusal> {
         let r = self
             .refunds
-            .get_mut(out_refund_no)
+            .get(out_refund_no)
             .ok_or(Refusal::RefundNotFound)?;
-        if r.status == RefundStatus::Success {
+        if r.status != RefundStatus::Processing {
             return Ok(None);
         }
-        r.status = RefundStatus::Success;
-        r.success_time = Some(now);
-        Ok(Some(r.clone()))
+        self.set_refund_status(out_refund_no, RefundStatus::Success, now)
     }
 
     /// Issues a single-use login code for `openid`.
@@ -637,9 +909,141 @@ mod tests {
             w.refund("A1", "R2", 41, 100, None, None, 1006).err(),
             Some(Refusal::RefundTooLarge { refundable: 40 })
         );
-        assert!(w.complete_refund("R1", 1007).expect("complete").is_some());
-        assert!(w.complete_refund("R1", 1008).expect("complete").is_none());
+        assert!(
+            w.set_refund_status("R1", RefundStatus::Success, 1007)
+                .expect("complete")
+                .is_some()
+        );
+        assert!(w.settle_refund("R1", 1008).expect("complete").is_none());
         assert_eq!(w.orders["A1"].state, TradeState::Refund);
+    }
+
+    #[test]
+    fn a_closed_order_can_still_be_paid_by_force() {
+        let mut w = World::default();
+        w.create_order(req("A1", 100), 1000, R).expect("order");
+        w.close("A1").expect("close");
+        let paid = w
+            .force_pay("A1", 1001)
+            .expect("the payment crossed the close");
+        assert_eq!(paid.state, TradeState::Success);
+        assert!(paid.transaction_id.is_some());
+        assert_eq!(
+            w.force_pay("A1", 1002).err(),
+            Some(Refusal::State(TradeState::Success))
+        );
+        assert_eq!(w.force_pay("NOPE", 1002).err(), Some(Refusal::NotFound));
+    }
+
+    #[test]
+    fn a_second_payment_has_its_own_transaction_id() {
+        let mut w = World::default();
+        w.create_order(req("A1", 100), 1000, R).expect("order");
+        assert_eq!(
+            w.pay_again("A1", 1001).err(),
+            Some(Refusal::State(TradeState::NotPay))
+        );
+        let first = w.pay("A1", 1001).expect("pay").transaction_id;
+        let second = w.pay_again("A1", 1002).expect("pay again");
+        assert_ne!(second.transaction_id, first);
+        assert_eq!(second.state, TradeState::Success);
+        let stored = &w.orders["A1"];
+        assert_eq!(
+            stored.transaction_id, first,
+            "queries keep the first payment"
+        );
+        assert_eq!(
+            stored.double_payments,
+            vec![second.transaction_id.clone().expect("id")]
+        );
+    }
+
+    #[test]
+    fn trade_state_can_be_set_on_unpaid_orders_only() {
+        let mut w = World::default();
+        w.create_order(req("A1", 100), 1000, R).expect("order");
+        for state in [
+            TradeState::UserPaying,
+            TradeState::PayError,
+            TradeState::Revoked,
+            TradeState::Closed,
+            TradeState::NotPay,
+        ] {
+            assert_eq!(w.set_trade_state("A1", state).expect("set").state, state);
+            assert_eq!(TradeState::from_wire(state.as_str()), Some(state));
+        }
+        assert!(matches!(
+            w.set_trade_state("A1", TradeState::Success),
+            Err(Refusal::Target(_))
+        ));
+        w.set_trade_state("A1", TradeState::UserPaying)
+            .expect("set");
+        w.pay("A1", 1001).expect("a paying payer can finish");
+        assert_eq!(
+            w.set_trade_state("A1", TradeState::Closed).err(),
+            Some(Refusal::State(TradeState::Success))
+        );
+    }
+
+    #[test]
+    fn refund_statuses_abnormal_then_final() {
+        let mut w = World::default();
+        w.create_order(req("A1", 100), 1000, R).expect("order");
+        w.pay("A1", 1001).expect("pay");
+        w.refund("A1", "R1", 60, 100, None, None, 1002)
+            .expect("refund");
+        let r = w
+            .set_refund_status("R1", RefundStatus::Abnormal, 1003)
+            .expect("abnormal")
+            .expect("changed");
+        assert_eq!(r.status, RefundStatus::Abnormal);
+        assert!(
+            w.settle_refund("R1", 1004).expect("settle").is_none(),
+            "left alone"
+        );
+        assert_eq!(
+            w.orders["A1"].refunded, 60,
+            "an abnormal refund keeps its amount"
+        );
+        w.set_refund_status("R1", RefundStatus::Closed, 1005)
+            .expect("closed")
+            .expect("changed");
+        assert_eq!(w.orders["A1"].refunded, 0, "a closed refund releases it");
+        assert_eq!(
+            w.set_refund_status("R1", RefundStatus::Success, 1006).err(),
+            Some(Refusal::RefundState(RefundStatus::Closed))
+        );
+        assert!(matches!(
+            w.set_refund_status("R1", RefundStatus::Processing, 1006),
+            Err(Refusal::Target(_))
+        ));
+        assert_eq!(
+            w.set_refund_status("R9", RefundStatus::Success, 1006).err(),
+            Some(Refusal::RefundNotFound)
+        );
+        // The released amount can be refunded again, under a new number.
+        w.refund("A1", "R2", 100, 100, None, None, 1007)
+            .expect("refund again");
+        assert_eq!(w.orders["A1"].state, TradeState::Refund);
+    }
+
+    #[test]
+    fn console_refunds_are_numbered_by_wechat() {
+        let mut w = World::default();
+        w.create_order(req("A1", 100), 1000, R).expect("order");
+        assert_eq!(
+            w.console_refund("A1", 10, None, 1001).err(),
+            Some(Refusal::State(TradeState::NotPay))
+        );
+        w.pay("A1", 1001).expect("pay");
+        let r = w.console_refund("A1", 30, None, 1002).expect("refund");
+        assert_eq!(r.out_refund_no, r.refund_id);
+        assert_eq!(r.refund_id.len(), 29);
+        assert_eq!(w.orders["A1"].state, TradeState::Refund);
+        assert_eq!(
+            w.console_refund("A1", 71, None, 1003).err(),
+            Some(Refusal::RefundTooLarge { refundable: 70 })
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub enum DeliveryKind {
 pub struct DeliveryAttempt {
     /// The notification's `id` (the same for retries and duplicate copies).
     pub notification_id: String,
-    /// `TRANSACTION.SUCCESS` or `REFUND.SUCCESS`.
+    /// `TRANSACTION.SUCCESS`, `REFUND.SUCCESS`, `REFUND.ABNORMAL` or `REFUND.CLOSED`.
     pub event_type: &'static str,
     /// Where it was posted.
     pub url: String,
@@ -75,8 +75,8 @@ struct Envelope<'a> {
     id: &'a str,
     create_time: String,
     resource_type: &'static str,
-    event_type: &'static str,
-    summary: &'static str,
+    event_type: &'a str,
+    summary: &'a str,
     resource: Resource<'a>,
 }
 
@@ -111,20 +111,27 @@ pub(crate) fn send_transaction(shared: &Arc<Shared>, order: &Order) {
     );
 }
 
-/// Sends the `REFUND.SUCCESS` notification of a completed refund, if it has a notify URL.
+/// Sends the notification of a refund that reached `SUCCESS`, `ABNORMAL` or `CLOSED`
+/// (`REFUND.SUCCESS`, `REFUND.ABNORMAL`, `REFUND.CLOSED`), if it has a notify URL.
 pub(crate) fn send_refund(shared: &Arc<Shared>, refund: &Refund) {
-    let Some(url) = refund.notify_url.clone() else {
+    let (Some(url), Some((event_type, summary))) =
+        (refund.notify_url.clone(), refund.status.event())
+    else {
         return;
     };
     let plaintext = refund.notification_json(&shared.creds.mchid);
-    dispatch(
-        shared,
-        "REFUND.SUCCESS",
-        "退款成功",
-        "refund",
-        &plaintext,
-        url,
-    );
+    dispatch(shared, event_type, summary, "refund", &plaintext, url);
+}
+
+/// WeChat's `summary` for an event type.
+pub(crate) fn summary_of(event_type: &str) -> &'static str {
+    match event_type {
+        "TRANSACTION.SUCCESS" => "支付成功",
+        "REFUND.SUCCESS" => "退款成功",
+        "REFUND.ABNORMAL" => "退款异常",
+        "REFUND.CLOSED" => "退款关闭",
+        _ => "通知",
+    }
 }
 
 fn dispatch(
@@ -195,12 +202,34 @@ fn prepare(
     plaintext: &Value,
     url: String,
 ) -> wxpay_core::Result<Prepared> {
-    let mut rng = rng();
     let mut id_bytes = [0u8; 16];
-    rand_core::Rng::fill_bytes(&mut rng, &mut id_bytes);
+    rand_core::Rng::fill_bytes(&mut rng(), &mut id_bytes);
     let id = uuid_like(id_bytes);
+    let body = envelope(shared, &id, event_type, summary, original_type, plaintext)?;
+    Ok(Prepared {
+        id,
+        event_type,
+        url,
+        body,
+    })
+}
+
+/// The JSON body of a notification: the envelope with `resource` encrypted under the APIv3 key
+/// (`original_type` as associated data) and `create_time` now.
+///
+/// # Errors
+/// What the core's AEAD returns; [`wxpay_core::Error::Malformed`] if the JSON cannot be
+/// written.
+pub(crate) fn envelope(
+    shared: &Shared,
+    id: &str,
+    event_type: &str,
+    summary: &str,
+    original_type: &str,
+    plaintext: &Value,
+) -> wxpay_core::Result<String> {
     // AEAD nonces are 12 characters; 62^12 random values never repeat in practice.
-    let nonce = wxpay_core::nonce::nonce_str(&mut rng)[..12].to_owned();
+    let nonce = wxpay_core::nonce::nonce_str(&mut rng())[..12].to_owned();
     let ciphertext = wxpay_core::aead::encrypt(
         &shared.api_v3_key,
         &nonce,
@@ -208,7 +237,7 @@ fn prepare(
         plaintext.to_string().as_bytes(),
     )?;
     let envelope = Envelope {
-        id: &id,
+        id,
         create_time: rfc3339_cst(shared.now()),
         resource_type: "encrypt-resource",
         event_type,
@@ -221,14 +250,7 @@ fn prepare(
             nonce: &nonce,
         },
     };
-    let body = serde_json::to_string(&envelope)
-        .map_err(|_| wxpay_core::Error::Malformed("notification JSON"))?;
-    Ok(Prepared {
-        id,
-        event_type,
-        url,
-        body,
-    })
+    serde_json::to_string(&envelope).map_err(|_| wxpay_core::Error::Malformed("notification JSON"))
 }
 
 /// Delivers one copy along the retry schedule; `true` once acknowledged.

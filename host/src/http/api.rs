@@ -1,0 +1,72 @@
+//! The mini-program's API: log in, read an own order, get `wx.requestPayment` parameters.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wxpay_core::v3;
+
+use super::{AppError, AuthUser, JsonBody, order_json, path_no, token_hash};
+use crate::service::{AppState, orders};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginBody {
+    code: String,
+}
+
+/// `POST /api/login {code}`: exchanges a `wx.login` code for a session token.
+pub(super) async fn login(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Json<Value>, AppError> {
+    let code = body.code.trim();
+    if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::bad_request(
+            "invalid_code",
+            "code must be a wx.login code",
+        ));
+    }
+    let user = s.wechat.jscode2session(code).await?;
+    let now = s.now();
+    s.store.upsert_user(&user, now).await?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| AppError::Internal(format!("os rng: {e}")))?;
+    let token = hex::encode(raw);
+    let ttl = i64::try_from(s.config.session_ttl.as_secs()).unwrap_or(7200);
+    s.store
+        .create_session(&token_hash(&token), &user.openid, now + ttl, now)
+        .await?;
+    tracing::info!(openid = %user.openid, "user logged in");
+    Ok(Json(
+        json!({ "token": token, "openid": user.openid, "expires_in": ttl }),
+    ))
+}
+
+/// `GET /api/orders/{no}`: the user's own order.
+pub(super) async fn order(
+    State(s): State<AppState>,
+    user: AuthUser,
+    Path(no): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let no = path_no(no)?;
+    let o = s
+        .store
+        .order(no.as_str())
+        .await?
+        .filter(|o| o.openid == user.openid)
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(order_json(&o)))
+}
+
+/// `POST /api/orders/{no}/pay`: the `wx.requestPayment` parameters.
+pub(super) async fn pay(
+    State(s): State<AppState>,
+    user: AuthUser,
+    Path(no): Path<String>,
+) -> Result<Json<v3::RequestPayment>, AppError> {
+    let no = path_no(no)?;
+    Ok(Json(
+        orders::pay_params(&s, &user.openid, no.as_str()).await?,
+    ))
+}

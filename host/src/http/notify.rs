@@ -1,0 +1,184 @@
+//! WeChat Pay's notifications. An answer of 2xx means "recorded": it is sent only after the
+//! transaction that recorded the notification committed; anything else makes WeChat redeliver.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use wxpay_core::v3;
+
+use super::NotifyError;
+use crate::service::payments::{self, Source};
+use crate::service::refunds::{self, NoticeRefused, RefundOutcome};
+use crate::service::{AppState, Outcome};
+use crate::store::NotificationRecord;
+
+/// Verifies and decrypts a notification; maps failures to WeChat-facing errors.
+async fn verified(
+    s: &AppState,
+    kind: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<v3::Notification, NotifyError> {
+    let reject = |outcome: &'static str, status: StatusCode, message: &'static str| {
+        s.metrics.notification(kind, outcome);
+        tracing::warn!(kind, outcome, "notification rejected");
+        NotifyError::new(status, message)
+    };
+    s.wechat
+        .verify_notification(headers, body)
+        .await
+        .map_err(|e| match e {
+            wxpay_core::Error::SignTestProbe => reject(
+                "probe",
+                StatusCode::UNAUTHORIZED,
+                "signature verification failed",
+            ),
+            wxpay_core::Error::TimestampExpired => reject(
+                "stale",
+                StatusCode::BAD_REQUEST,
+                "timestamp outside the allowed window",
+            ),
+            wxpay_core::Error::UnknownSerial => reject(
+                "unknown_serial",
+                StatusCode::UNAUTHORIZED,
+                "unknown Wechatpay-Serial",
+            ),
+            // Authentic but undecryptable: most likely a rotated APIv3 key. 5xx so WeChat keeps
+            // retrying while the operator fixes WXPAY_API_V3_KEY.
+            wxpay_core::Error::DecryptFailed => {
+                tracing::error!("notification does not decrypt: check WXPAY_API_V3_KEY");
+                reject(
+                    "undecryptable",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot decrypt resource",
+                )
+            }
+            wxpay_core::Error::Malformed(_) => reject(
+                "malformed",
+                StatusCode::BAD_REQUEST,
+                "missing or malformed Wechatpay headers or body",
+            ),
+            _ => reject(
+                "bad_signature",
+                StatusCode::UNAUTHORIZED,
+                "signature verification failed",
+            ),
+        })
+}
+
+/// The `outcome` label of `wxpay_notifications_total`: `applied`, `duplicate`, `no_change`.
+fn metric_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Changed { .. } => "applied",
+        Outcome::Duplicate
+        | Outcome::Kept {
+            outcome: "duplicate",
+            ..
+        } => "duplicate",
+        Outcome::Kept { .. } | Outcome::Refused { .. } => "no_change",
+        Outcome::Missing => "unknown_order",
+    }
+}
+
+fn storage_failed(s: &AppState, kind: &'static str, e: &dyn std::fmt::Display) -> NotifyError {
+    s.metrics.notification(kind, "storage_error");
+    tracing::error!(error = %e, kind, "notification not recorded: storage failure");
+    NotifyError::storage()
+}
+
+/// `POST /notify/pay`: a payment result (`TRANSACTION.SUCCESS`).
+pub(super) async fn pay(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, NotifyError> {
+    let n = verified(&s, "pay", &headers, &body).await?;
+    let tx = n.transaction().map_err(|_| {
+        s.metrics.notification("pay", "malformed");
+        NotifyError::new(StatusCode::BAD_REQUEST, "resource is not a transaction")
+    })?;
+    let source = Source::Notification {
+        id: &n.id,
+        event_type: &n.event_type,
+    };
+    let outcome = payments::apply(&s, &tx, source)
+        .await
+        .map_err(|e| storage_failed(&s, "pay", &e))?
+        .map_err(|e| {
+            s.metrics.notification("pay", "unusable");
+            NotifyError::from(e)
+        })?;
+    s.metrics.notification("pay", metric_label(&outcome));
+    if outcome == Outcome::Missing {
+        tracing::error!(out_trade_no = %tx.out_trade_no, "notification for an unknown order");
+        return Err(NotifyError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown out_trade_no",
+        ));
+    }
+    tracing::info!(out_trade_no = %tx.out_trade_no, notification = %n.id,
+        outcome = outcome.label(), "pay notification");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /notify/refund`: a refund result (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
+/// `REFUND.CLOSED`), also for refunds made in the merchant console.
+pub(super) async fn refund(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, NotifyError> {
+    let n = verified(&s, "refund", &headers, &body).await?;
+    let r = n.refund().map_err(|_| {
+        s.metrics.notification("refund", "malformed");
+        NotifyError::new(StatusCode::BAD_REQUEST, "resource is not a refund")
+    })?;
+    let note = NotificationRecord {
+        id: &n.id,
+        kind: "refund",
+        event_type: &n.event_type,
+        out_trade_no: &r.out_trade_no,
+    };
+    let outcome = refunds::apply_notice(&s, &r, &note)
+        .await
+        .map_err(|e| storage_failed(&s, "refund", &e))?;
+    match outcome {
+        Ok(o) => {
+            s.metrics.notification(
+                "refund",
+                match &o {
+                    RefundOutcome::Changed { .. } => "applied",
+                    RefundOutcome::Duplicate
+                    | RefundOutcome::Kept {
+                        outcome: "duplicate",
+                        ..
+                    } => "duplicate",
+                    RefundOutcome::Kept { .. } => "no_change",
+                    RefundOutcome::Missing => "unknown_refund",
+                },
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(refused) => {
+            s.metrics.notification("refund", "refused");
+            tracing::warn!(out_refund_no = %r.out_refund_no, reason = %refused,
+                "refund notification not applied");
+            Err(match refused {
+                // Not acknowledged: WeChat redelivers once the payment is recorded.
+                NoticeRefused::NotPaidYet => NotifyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment not recorded yet, retry later",
+                ),
+                NoticeRefused::Foreign => {
+                    NotifyError::new(StatusCode::BAD_REQUEST, "mchid mismatch")
+                }
+                NoticeRefused::UnknownOrder => {
+                    NotifyError::new(StatusCode::BAD_REQUEST, "unknown out_trade_no")
+                }
+                NoticeRefused::Mismatch => {
+                    NotifyError::new(StatusCode::BAD_REQUEST, "refund does not match")
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Router tests with `oneshot`: no network, no WeChat.
+#![allow(clippy::unwrap_used)]
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::config::Config;
+use crate::config::{PlatformKeySource, Secret};
+
+const MERCHANT_KEY: &str = include_str!("../../../tests/vectors/keys/merchant_private_key.pem");
+const PLATFORM_PUB: &str = include_str!("../../../tests/vectors/keys/platform_public_key.pem");
+
+async fn state() -> AppState {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let dir = std::env::temp_dir().join(format!("wxpay-unit-{}", hex::encode(b)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", dir.join("u.db").display()),
+        appid: "wx_unit".into(),
+        appsecret: Secret::new("s"),
+        mchid: "1900000001".into(),
+        merchant_serial: "ABC".into(),
+        merchant_key_pem: Secret::new(MERCHANT_KEY),
+        api_v3_key: Secret::new("0123456789abcdef0123456789abcdef"),
+        platform: PlatformKeySource::PublicKey {
+            id: "PUB_KEY_ID_0001".into(),
+            pem: PLATFORM_PUB.into(),
+        },
+        notify_url: "http://127.0.0.1:9".into(),
+        admin_token: Secret::new("unit-admin-token-0000000000000000"),
+        // Nothing listens there: no test here may reach WeChat.
+        api_base: "http://127.0.0.1:9".into(),
+        login_base: "http://127.0.0.1:9".into(),
+        order_expire: std::time::Duration::from_secs(60),
+        session_ttl: std::time::Duration::from_secs(60),
+        reconcile_interval: std::time::Duration::from_secs(60),
+        reconcile_after: std::time::Duration::from_secs(60),
+        cert_refresh_interval: std::time::Duration::from_secs(60),
+        http_timeout: std::time::Duration::from_millis(200),
+        upstream_retries: 0,
+        body_limit: 1024,
+    };
+    AppState::new(config).await.unwrap()
+}
+
+async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app(s.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn routes_answer_clear_errors() {
+    let s = state().await;
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    assert_eq!(
+        call(&s, get("/healthz")).await,
+        (StatusCode::OK, json!({"status":"ok"}))
+    );
+    let (st, v) = call(&s, get("/api/orders/ORDER00001")).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let bad_json = Request::post("/api/login")
+        .header("content-type", "application/json")
+        .body(Body::from("{"))
+        .unwrap();
+    let (st, v) = call(&s, bad_json).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+    let huge = Request::post("/api/login")
+        .header("content-type", "application/json")
+        .body(Body::from(vec![b' '; 4096]))
+        .unwrap();
+    assert_eq!(call(&s, huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let notify = Request::post("/notify/pay").body(Body::from("{}")).unwrap();
+    let (st, v) = call(&s, notify).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("FAIL"))
+    );
+    let admin = Request::get("/admin/orders/ORDER00001")
+        .header("authorization", "Bearer unit-admin-token-0000000000000000")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, admin).await.0, StatusCode::NOT_FOUND);
+    let wrong = Request::get("/admin/orders/ORDER00001")
+        .header("authorization", "Bearer unit-admin-token-0000000000000001")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, wrong).await.0, StatusCode::UNAUTHORIZED);
+    // An unreachable WeChat is a 503 with no detail.
+    let login = Request::post("/api/login")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"code":"abc"}"#))
+        .unwrap();
+    let (st, v) = call(&s, login).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(!v.to_string().contains("127.0.0.1"), "{v}");
+}
+
+#[tokio::test]
+async fn internal_detail_is_not_sent() {
+    let resp = AppError::Internal("password=hunter2 at db".into()).into_response();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"error":{"code":"internal","message":"internal error"}})
+    );
+}
+
+fn admin_post(uri: &str, body: Value) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", "Bearer unit-admin-token-0000000000000000")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fields_are_checked_with_wechat_rules_before_anything_else() {
+    let s = state().await;
+    let user = crate::store::User {
+        openid: "o_unit".into(),
+        unionid: None,
+        session_key: Secret::new("k"),
+    };
+    s.store.upsert_user(&user, s.now()).await.unwrap();
+    let create = |body: Value| admin_post("/admin/orders", body);
+    let base = json!({ "openid": "o_unit", "amount": 100, "description": "tea" });
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    // 43 CJK characters are 129 bytes: over WeChat's 127-byte limit.
+    for (body, field) in [
+        (with("description", json!("商".repeat(43))), "description"),
+        (with("attach", json!("")), "attach"),
+        (with("attach", json!("é".repeat(65))), "attach"),
+        (with("out_trade_no", json!("bad no")), "out_trade_no"),
+        (with("amount", json!(0)), "amount"),
+        (with("amount", json!(10_000_000_001_i64)), "amount"),
+        (with("expire_in", json!(0)), "expire_in"),
+    ] {
+        let (st, v) = call(&s, create(body)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(field),
+            "{field}: {v}"
+        );
+    }
+    let (st, v) = call(&s, create(with("openid", json!("o_nobody")))).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_openid"))
+    );
+    let ok = with("out_trade_no", json!("UNIT000001"));
+    let (st, v) = call(&s, create(ok.clone())).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, _) = call(&s, create(ok)).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    // State rules answer 409 with a plain message.
+    let (st, v) = call(
+        &s,
+        admin_post("/admin/orders/UNIT000001/accept", Value::Null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(v["error"]["message"], "order is CREATED, not REVIEW");
+    let (st, v) = call(
+        &s,
+        admin_post("/admin/orders/UNIT000001/refund", json!({ "amount": 1 })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // Closing an order never placed at WeChat needs no upstream call.
+    let (st, v) = call(
+        &s,
+        admin_post("/admin/orders/UNIT000001/close", Value::Null),
+    )
+    .await;
+    assert_eq!(
+        (st, v["state"].as_str()),
+        (StatusCode::OK, Some("CLOSED")),
+        "{v}"
+    );
+    let (st, _) = call(
+        &s,
+        admin_post("/admin/orders/NOSUCH0001/accept", Value::Null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}

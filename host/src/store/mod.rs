@@ -1,0 +1,486 @@
+//! Persistent state on SQLite (default, WAL) or PostgreSQL behind one [`Store`].
+//!
+//! Every SQL statement is written once in the common dialect (`$n` placeholders work on both);
+//! the few differences (row locks, `SKIP LOCKED`) are chosen per backend. State changes happen
+//! only inside a [`Tx`]: the service layer locks the rows it decides on
+//! ([`Tx::order_for_update`], PostgreSQL `SELECT … FOR UPDATE`; SQLite write transactions are
+//! `BEGIN IMMEDIATE`, which already holds the database's write lock), asks the domain what to
+//! do, and writes exactly that before committing. Nothing here decides a state change.
+
+mod tx;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::SqliteSynchronous;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+pub use tx::{NotificationRecord, Tx};
+
+use crate::config::Secret;
+use crate::domain::order::UnknownValue;
+use crate::domain::{Order, OrderState, Refund};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (connection, constraint, I/O…).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Running the embedded migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL (expected sqlite: or postgres://)")]
+    UnsupportedUrl,
+    /// A row holds a value this version does not understand.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<UnknownValue> for StoreError {
+    fn from(e: UnknownValue) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
+/// Result alias of this module.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One entry of an order's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrderEventRow {
+    /// When (unix seconds).
+    pub at: i64,
+    /// What happened, e.g. `created`, `notify_paid`, `reconciled_paid`.
+    pub kind: String,
+    /// State before, for transitions.
+    pub from_state: Option<String>,
+    /// State after, for transitions.
+    pub to_state: Option<String>,
+    /// Free text.
+    pub detail: String,
+}
+
+/// A logged-in user as returned by `jscode2session`.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// openid for this mini-program.
+    pub openid: String,
+    /// unionid, when the app is bound to an open platform account.
+    pub unionid: Option<String>,
+    /// The session key (secret; never returned or logged).
+    pub session_key: Secret,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The store: a connection pool to SQLite or PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Sqlite(_) => "Store(sqlite)",
+            Backend::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+macro_rules! with_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Decodes an [`Order`] from a row of either backend.
+macro_rules! order_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let r = &$row;
+        crate::domain::Order {
+            out_trade_no: r.try_get("out_trade_no")?,
+            openid: r.try_get("openid")?,
+            amount: r.try_get("amount")?,
+            description: r.try_get("description")?,
+            attach: r.try_get("attach")?,
+            state: r.try_get::<String, _>("state")?.parse()?,
+            prepay_id: r.try_get("prepay_id")?,
+            prepay_expires_at: r.try_get("prepay_expires_at")?,
+            transaction_id: r.try_get("transaction_id")?,
+            paid_amount: r.try_get("paid_amount")?,
+            refunded: r.try_get("refunded")?,
+            refund_pending: r.try_get("refund_pending")?,
+            review_reason: r.try_get("review_reason")?,
+            double_payment: r.try_get("double_payment")?,
+            created_at: r.try_get("created_at")?,
+            expire_at: r.try_get("expire_at")?,
+            updated_at: r.try_get("updated_at")?,
+            next_check_at: r.try_get("next_check_at")?,
+            checks: r.try_get("checks")?,
+        }
+    }};
+}
+pub(crate) use order_row;
+
+/// Decodes a [`Refund`] from a row of either backend.
+macro_rules! refund_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let r = &$row;
+        crate::domain::Refund {
+            out_refund_no: r.try_get("out_refund_no")?,
+            out_trade_no: r.try_get("out_trade_no")?,
+            amount: r.try_get("amount")?,
+            reason: r.try_get("reason")?,
+            state: r.try_get::<String, _>("state")?.parse()?,
+            refund_id: r.try_get("refund_id")?,
+            source: r.try_get("source")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            next_check_at: r.try_get("next_check_at")?,
+            attempts: r.try_get("attempts")?,
+        }
+    }};
+}
+pub(crate) use refund_row;
+
+/// The columns [`order_row!`] reads.
+pub(crate) const ORDER_COLUMNS: &str = "out_trade_no, openid, amount, description, attach, state, \
+    prepay_id, prepay_expires_at, transaction_id, paid_amount, refunded, refund_pending, \
+    review_reason, double_payment, created_at, expire_at, updated_at, next_check_at, checks";
+
+/// The columns [`refund_row!`] reads.
+pub(crate) const REFUND_COLUMNS: &str = "out_refund_no, out_trade_no, amount, reason, state, \
+    refund_id, source, created_at, updated_at, next_check_at, attempts";
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and runs the embedded migrations.
+    /// SQLite files are created if missing and opened in WAL mode.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`], connection or migration failures.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Self { backend })
+    }
+
+    /// Whether this is the PostgreSQL backend.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+
+    /// `SELECT 1`, for health checks.
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from
+    /// its first statement and never fails on a read-to-write upgrade).
+    ///
+    /// # Errors
+    /// The database is unreachable or busy past its timeout.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.backend {
+            Backend::Sqlite(pool) => Tx::sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres(pool) => Tx::postgres(pool.begin().await?),
+        })
+    }
+
+    /// Inserts or updates a user after login.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn upsert_user(&self, user: &User, now: i64) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO users (openid, unionid, session_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (openid) DO UPDATE SET \
+                 unionid = COALESCE(excluded.unionid, users.unionid), \
+                 session_key = excluded.session_key, updated_at = excluded.updated_at",
+            )
+            .bind(&user.openid)
+            .bind(user.unionid.as_deref())
+            .bind(user.session_key.expose())
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Whether a user with this openid has logged in.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn user_exists(&self, openid: &str) -> Result<bool> {
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE openid = $1")
+                .bind(openid)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n > 0)
+    }
+
+    /// Stores a session (by the SHA-256 hex of its token).
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        openid: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, openid, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash)
+            .bind(openid)
+            .bind(now)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The openid of a live session.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn session_openid(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT openid FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Deletes expired sessions; returns how many.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// An order by number (no lock: for reading and rendering only).
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn order(&self, out_trade_no: &str) -> Result<Option<Order>> {
+        with_pool!(self, pool => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
+            ));
+            let row = sqlx::query(sql).bind(out_trade_no).fetch_optional(pool).await?;
+            match row {
+                Some(r) => Ok(Some(order_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The history of an order, oldest first.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn order_events(&self, out_trade_no: &str) -> Result<Vec<OrderEventRow>> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT at, kind, from_state, to_state, detail FROM order_events \
+                 WHERE out_trade_no = $1 ORDER BY id",
+            )
+            .bind(out_trade_no)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                use sqlx::Row as _;
+                out.push(OrderEventRow {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    from_state: r.try_get("from_state")?,
+                    to_state: r.try_get("to_state")?,
+                    detail: r.try_get("detail")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The refunds of an order, oldest first.
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn refunds(&self, out_trade_no: &str) -> Result<Vec<Refund>> {
+        with_pool!(self, pool => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE out_trade_no = $1 \
+                 ORDER BY created_at, out_refund_no"
+            ));
+            let rows = sqlx::query(sql).bind(out_trade_no).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(refund_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// A refund by number (no lock).
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn refund(&self, out_refund_no: &str) -> Result<Option<Refund>> {
+        with_pool!(self, pool => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = $1"
+            ));
+            let row = sqlx::query(sql).bind(out_refund_no).fetch_optional(pool).await?;
+            match row {
+                Some(r) => Ok(Some(refund_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Takes up to `limit` orders whose `next_check_at` is due at `now`, oldest-due first, and
+    /// leases them until `lease_until` (their `next_check_at` moves there), in one transaction.
+    /// On PostgreSQL rows another instance is claiming are skipped (`FOR UPDATE SKIP LOCKED`),
+    /// so replicas share the work instead of repeating it; a crashed instance's lease simply
+    /// runs out.
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn claim_due_orders(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Order>> {
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE orders SET next_check_at = $2 WHERE out_trade_no IN (SELECT out_trade_no \
+             FROM orders WHERE next_check_at <= $1 ORDER BY next_check_at LIMIT $3{lock}) \
+             RETURNING {ORDER_COLUMNS}"
+        );
+        let mut tx = self.begin().await?;
+        let out = tx.claim_orders(&sql, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Like [`Store::claim_due_orders`], for refunds to resubmit or query.
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn claim_due_refunds(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Refund>> {
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE refunds SET next_check_at = $2 WHERE out_refund_no IN (SELECT out_refund_no \
+             FROM refunds WHERE next_check_at <= $1 ORDER BY next_check_at LIMIT $3{lock}) \
+             RETURNING {REFUND_COLUMNS}"
+        );
+        let mut tx = self.begin().await?;
+        let out = tx.claim_refunds(&sql, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Number of orders per state (all states, zeros included).
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn order_counts(&self) -> Result<Vec<(OrderState, i64)>> {
+        let rows: Vec<(String, i64)> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT state, COUNT(*) FROM orders GROUP BY state")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(OrderState::ALL
+            .iter()
+            .map(|s| {
+                let n = rows
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*s, n)
+            })
+            .collect())
+    }
+}
