@@ -1,10 +1,13 @@
-//! Load run (not a test): verified payment notifications per second against a host on SQLite.
+//! Load run (not a test): verified payment notifications per second against a host on SQLite
+//! or PostgreSQL.
 //!
 //! ```text
-//! cargo run --release -p wxpay-host --example notify_load -- [ORDERS] [DUPLICATES] [CONCURRENCY]
+//! cargo run --release -p wxpay-host --example notify_load -- [ORDERS] [DUPLICATES] [CONCURRENCY] [sqlite|postgres]
 //! ```
 //!
-//! Starts the simulator (for its generated test keys) and a host on a temporary SQLite file,
+//! Starts the simulator (for its generated test keys) and a host on a temporary SQLite file (or
+//! a fresh schema of the PostgreSQL at `WXPAY_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`),
 //! creates `ORDERS` orders, has the simulator sign one `TRANSACTION.SUCCESS` notification per
 //! order with its platform key, then posts every notification `DUPLICATES` times (a duplicate storm) with
 //! `CONCURRENCY` requests in flight. Reports throughput, p50/p99 latency and the process RSS
@@ -50,9 +53,24 @@ async fn main() {
     let sim = wxpay_simulator::spawn(SimulatorOptions::default())
         .await
         .expect("simulator");
+    let postgres = std::env::args().nth(4).is_some_and(|a| a == "postgres");
     let dir = std::env::temp_dir().join(format!("wxpay-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}", dir.join("load.db").display());
+    let pg_base = std::env::var("WXPAY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("load_{}", std::process::id());
+    let db = if postgres {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&pg_base).await.expect("postgres");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let sep = if pg_base.contains('?') { '&' } else { '?' };
+        format!("{pg_base}{sep}options=-c%20search_path%3D{schema}")
+    } else {
+        format!("sqlite://{}", dir.join("load.db").display())
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = simulator_config(
@@ -155,13 +173,20 @@ async fn main() {
         .iter()
         .find(|(s, _)| *s == OrderState::Paid)
         .map_or(0, |(_, n)| *n);
+    let mut transitions = 0usize;
+    for i in 0..orders {
+        let events = store.order_events(&format!("LOAD{i:08}")).await.unwrap();
+        transitions += events.iter().filter(|e| e.kind == "notify_paid").count();
+    }
     println!(
-        "notifications: {} ({} orders x {} copies), concurrency {concurrency}\n\
+        "store: {}\n\
+         notifications: {} ({} orders x {} copies), concurrency {concurrency}\n\
          throughput: {:.0} verified notifications/s ({:.2} s)\n\
          latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
          failures (non-204): {failures}\n\
-         orders PAID: {paid}/{orders}\n\
+         orders PAID: {paid}/{orders}, PAID transitions: {transitions}\n\
          RSS: {} KiB before the run, {} KiB after (whole process)",
+        if postgres { "postgres" } else { "sqlite" },
         lat.len(),
         orders,
         dups,
@@ -176,6 +201,14 @@ async fn main() {
     host.stop().await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if postgres {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&pg_base).await.expect("postgres");
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut conn)
+            .await;
+    }
+    assert_eq!(transitions, orders, "exactly one PAID transition per order");
     assert_eq!(failures, 0, "every notification must be answered 204");
     assert_eq!(paid as usize, orders, "every order must be PAID");
 }

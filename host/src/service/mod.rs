@@ -193,7 +193,8 @@ impl Outcome {
 /// The one place where an order changes: in one transaction, locks the order, lets `decide`
 /// choose on the locked row, records the notification (if any) with what actually happened,
 /// writes the decision and its event, and commits. A notification id seen before writes
-/// nothing ([`Outcome::Duplicate`]).
+/// nothing ([`Outcome::Duplicate`]); redeliveries of committed notifications are recognised
+/// before the write transaction, so duplicate storms do not queue on the write lock.
 ///
 /// # Errors
 /// Database failure: nothing is committed.
@@ -203,6 +204,11 @@ pub(crate) async fn change_order(
     note: Option<&NotificationRecord<'_>>,
     decide: impl FnOnce(&Order, i64) -> Decision,
 ) -> Result<Outcome, StoreError> {
+    if let Some(n) = note
+        && s.store.notification_seen(n.id).await?
+    {
+        return Ok(Outcome::Duplicate);
+    }
     let now = s.now();
     let mut tx = s.store.begin().await?;
     let Some(order) = tx.order_for_update(out_trade_no).await? else {

@@ -462,6 +462,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether a notification id is already recorded (read on the pool, no lock: a recorded
+    /// notification was committed, so a redelivery can be acknowledged without the write lock).
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn notification_seen(&self, id: &str) -> Result<bool> {
+        let n: Option<i32> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT 1 FROM notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(n.is_some())
+    }
+
     /// Number of orders per state (all states, zeros included).
     ///
     /// # Errors
