@@ -45,8 +45,69 @@ mod imp {
     }
 
     pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
-        Base64::decode_vec(text).ok()
+        super::decode_public(text)
     }
+}
+
+/// Table-driven strict decoding for the public data this module handles (signatures,
+/// ciphertexts): base64ct's constant-time decoder, which PEM keys need, costs several times
+/// more per byte in wasm and was a measurable part of notification handling. Canonical only:
+/// padded, no whitespace, zero pad bits.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn decode_public(text: &str) -> Option<Vec<u8>> {
+    const INVALID: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    let b = text.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let pad = b.iter().rev().take_while(|&&c| c == b'=').count();
+    if pad > 2 {
+        return None;
+    }
+    let body = &b[..b.len() - pad];
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    let mut chunks = body.chunks_exact(4);
+    for c in &mut chunks {
+        let mut n = 0u32;
+        for &ch in c {
+            let v = TABLE[usize::from(ch)];
+            if v == INVALID {
+                return None;
+            }
+            n = (n << 6) | u32::from(v);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..]);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // 2 or 3 symbols before the padding: 1 or 2 bytes, unused low bits must be zero.
+        let mut n = 0u32;
+        for &ch in rest {
+            let v = TABLE[usize::from(ch)];
+            if v == INVALID {
+                return None;
+            }
+            n = (n << 6) | u32::from(v);
+        }
+        match rest.len() {
+            2 if n & 0xf == 0 => out.push((n >> 4) as u8),
+            3 if n & 0x3 == 0 => out.extend_from_slice(&((n >> 2) as u16).to_be_bytes()),
+            _ => return None,
+        }
+    } else if pad != 0 {
+        return None;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -59,8 +120,17 @@ mod tests {
     fn round_trip_and_rejects() {
         assert_eq!(encode(b"\x00\xffab"), "AP9hYg==");
         assert_eq!(decode("AP9hYg==").expect("ok"), b"\x00\xffab");
-        for bad in ["AP9hYg=", "AP9h Yg==", "!!!!", "AP9hYh==", "AP9hYg==="] {
+        for bad in [
+            "AP9hYg=",
+            "AP9h Yg==",
+            "!!!!",
+            "AP9hYh==",
+            "AP9hYg===",
+            "A===",
+            "AP9hY=g=",
+        ] {
             assert_eq!(decode(bad), Err(InvalidBase64), "{bad}");
+            assert_eq!(decode_public(bad), None, "{bad}");
         }
     }
 
@@ -71,6 +141,9 @@ mod tests {
                                         text in "[A-Za-z0-9+/=]{0,40}") {
             prop_assert_eq!(encode(&bytes), Base64::encode_string(&bytes));
             prop_assert_eq!(decode(&text).ok(), Base64::decode_vec(&text).ok());
+            prop_assert_eq!(decode_public(&text), Base64::decode_vec(&text).ok());
+            let encoded = encode(&bytes);
+            prop_assert_eq!(decode_public(&encoded), Some(bytes));
         }
     }
 }

@@ -9,7 +9,6 @@ pub mod provider;
 use error::{IntoJs, JsResult, malformed};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rand_core::UnwrapErr;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
 use wxpay_core::provider::{CryptoProvider, rustcrypto};
@@ -120,14 +119,55 @@ fn bytes_of(v: &JsValue) -> JsResult<Vec<u8>> {
     }
 }
 
-fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|_| malformed("result could not be converted"))
+/// `JSON.stringify(value)` as a Rust string: one crossing for a whole plain object. `None` for
+/// values JSON cannot represent (`undefined`, functions, cycles, BigInt).
+fn stringify(value: &JsValue) -> Option<String> {
+    js_sys::JSON::stringify(value).ok()?.as_string()
+}
+
+/// A header value as Node's `IncomingHttpHeaders` holds it: a string, or an array of strings
+/// for a repeated header (joined with `, ` like fetch's `Headers`).
+struct HeaderValue(String);
+
+impl<'de> serde::Deserialize<'de> for HeaderValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<HeaderValue, A::Error> {
+                let mut out = String::new();
+                while let Some(part) = a.next_element::<String>()? {
+                    if !out.is_empty() {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&part);
+                }
+                Ok(HeaderValue(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Header pairs from a plain object, a `Headers`, a `Map` or an array of pairs.
 fn header_pairs(headers: &JsValue) -> JsResult<Vec<(String, String)>> {
+    // A plain object (Node's `req.headers`): one `JSON.stringify`, parsed here. `Headers` and
+    // `Map` stringify to `{}` and arrays to a list, so those take the general path below.
+    if let Some(text) = stringify(headers)
+        && let Ok(map) = serde_json::from_str::<BTreeMap<String, HeaderValue>>(&text)
+        && !map.is_empty()
+    {
+        return Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect());
+    }
     let entries: Vec<JsValue> = if let Ok(Some(iter)) = js_sys::try_iter(headers) {
         iter.collect::<Result<_, _>>()?
     } else if headers.is_object() {
@@ -159,50 +199,127 @@ fn header_pairs(headers: &JsValue) -> JsResult<Vec<(String, String)>> {
         .collect()
 }
 
+/// The `Wechatpay-*` header names in the two spellings a plain object holds them: Node's
+/// lower case and WeChat's own.
+const WECHATPAY_HEADERS: [(&str, &str); 5] = [
+    ("wechatpay-timestamp", "Wechatpay-Timestamp"),
+    ("wechatpay-nonce", "Wechatpay-Nonce"),
+    ("wechatpay-signature", "Wechatpay-Signature"),
+    ("wechatpay-serial", "Wechatpay-Serial"),
+    ("wechatpay-signature-type", "Wechatpay-Signature-Type"),
+];
+
+/// The headers of a plain object looked up by name (a few property reads instead of copying
+/// every header into wasm). `None` when it is not a plain object or a header is found under
+/// neither spelling (then the general path decides, with any other spelling).
+fn plain_object_headers(headers: &JsValue) -> Option<Vec<(&'static str, JsValue)>> {
+    if !headers.is_object() || Array::is_array(headers) || js_sys::try_iter(headers).ok()?.is_some()
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(WECHATPAY_HEADERS.len());
+    for (i, (lower, canonical)) in WECHATPAY_HEADERS.into_iter().enumerate() {
+        for name in [lower, canonical] {
+            let v = get(headers, name);
+            if !v.is_undefined() {
+                out.push((canonical, v));
+            }
+        }
+        // The first four are required; the signature type is optional.
+        if i < 4 && !out.iter().any(|(n, _)| *n == canonical) {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 fn wechatpay_headers(headers: &JsValue) -> JsResult<v3::WechatpayHeaders> {
-    let pairs = header_pairs(headers)?;
+    let pairs: Vec<(String, String)> = match plain_object_headers(headers) {
+        Some(found) => found
+            .into_iter()
+            .map(|(name, v)| {
+                let v = if let Some(a) = v.dyn_ref::<Array>() {
+                    a.join(", ").into()
+                } else {
+                    v.as_string()
+                        .ok_or_else(|| malformed("header value must be a string"))?
+                };
+                Ok((name.to_owned(), v))
+            })
+            .collect::<JsResult<_>>()?,
+        None => header_pairs(headers)?,
+    };
+    // A header under both spellings is a repeated header: `from_pairs` refuses it.
     v3::WechatpayHeaders::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).js()
 }
 
-/// v2 parameters: an object whose values are strings, numbers or booleans (converted with
-/// `String(v)`); `null`/`undefined` values are left out, like empty ones.
-fn params_of(params: &JsValue) -> JsResult<BTreeMap<String, String>> {
-    if !params.is_object() {
-        return Err(malformed("params must be an object"));
+/// A plain JS object with string properties, built by property writes (no JSON round trip):
+/// for the hot results, whose long strings (ciphertext, plaintext) would otherwise be escaped
+/// in wasm and unescaped again by `JSON.parse`.
+fn object_of(fields: &[(&str, &JsValue)]) -> Object {
+    let obj = Object::new();
+    for (k, v) in fields {
+        // `Reflect.set` on a fresh, extensible plain object cannot fail.
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
     }
-    let mut out = BTreeMap::new();
-    for entry in Object::entries(params.unchecked_ref()).iter() {
-        let entry: Array = entry.unchecked_into();
-        let (k, v) = (entry.get(0), entry.get(1));
-        let Some(k) = k.as_string() else { continue };
-        let v = if let Some(s) = v.as_string() {
-            s
-        } else if let Some(n) = v.as_f64() {
-            number_string(n)?
-        } else if v.is_undefined() || v.is_null() {
-            continue;
-        } else if let Some(b) = v.as_bool() {
-            b.to_string()
-        } else {
-            return Err(malformed("v2 parameter values must be strings or numbers"));
-        };
-        out.insert(k, v);
-    }
-    Ok(out)
+    obj
 }
 
-/// `String(n)` for the integers v2 amounts are (`total_fee: 1` → `"1"`).
-fn number_string(n: f64) -> JsResult<String> {
-    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    if n.is_finite() && n.fract() == 0.0 && n.abs() <= MAX_SAFE {
-        // Exact: a safe integer.
-        #[allow(clippy::cast_possible_truncation)]
-        Ok((n as i64).to_string())
-    } else {
-        Err(malformed(
-            "v2 number parameters must be safe integers; pass other values as strings",
-        ))
+/// One v2 parameter value as `JSON.stringify` writes it: a string, a safe integer (`total_fee:
+/// 1` → `"1"`) or a boolean; `null` (also what `NaN` becomes) is left out like an empty value.
+struct ParamValue(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for ParamValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const MAX_SAFE: u64 = 9_007_199_254_740_991;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ParamValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, a safe integer or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ParamValue, E> {
+                Ok(ParamValue(Some(v.to_owned())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ParamValue, E> {
+                if v <= MAX_SAFE {
+                    Ok(ParamValue(Some(v.to_string())))
+                } else {
+                    Err(E::custom("unsafe integer"))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ParamValue, E> {
+                if v.unsigned_abs() <= MAX_SAFE {
+                    Ok(ParamValue(Some(v.to_string())))
+                } else {
+                    Err(E::custom("unsafe integer"))
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ParamValue, E> {
+                Ok(ParamValue(Some(v.to_string())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ParamValue, E> {
+                Ok(ParamValue(None))
+            }
+        }
+        d.deserialize_any(V)
     }
+}
+
+/// v2 parameters: an object whose values are strings, safe integers or booleans (as `String(v)`
+/// writes them); `null`/`undefined` values are left out, like empty ones. The object crosses
+/// into wasm as one `JSON.stringify` string.
+fn params_of(params: &JsValue) -> JsResult<BTreeMap<String, String>> {
+    if !params.is_object() || Array::is_array(params) {
+        return Err(malformed("params must be an object"));
+    }
+    let text = stringify(params).ok_or_else(|| malformed("params must be an object"))?;
+    let map: BTreeMap<String, ParamValue> = serde_json::from_str(&text)
+        .map_err(|_| malformed("v2 parameter values must be strings, safe integers or booleans"))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| v.0.map(|v| (k, v)))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,7 +410,13 @@ impl MerchantSigner {
             &body,
         )
         .js()?;
-        to_js(&auth)
+        let s = |v: &str| JsValue::from_str(v);
+        Ok(object_of(&[
+            ("message", &s(&auth.message)),
+            ("signature", &s(&auth.signature)),
+            ("header", &s(&auth.header)),
+        ])
+        .into())
     }
 
     /// The ready `wx.requestPayment` object `{ appId, timeStamp, nonceStr, package, signType:
@@ -321,7 +444,15 @@ impl MerchantSigner {
             prepay_id,
         )
         .js()?;
-        to_js(&pay)
+        Ok(payment_object(
+            &pay.app_id,
+            &pay.time_stamp,
+            &pay.nonce_str,
+            &pay.package,
+            pay.sign_type,
+            &pay.pay_sign,
+        )
+        .into())
     }
 }
 
@@ -501,7 +632,7 @@ impl PlatformKeys {
             now_or_clock(now)?,
         )
         .js()?;
-        to_js(&JsNotification::from(n))
+        Ok(notification_object(n).into())
     }
 }
 
@@ -564,75 +695,84 @@ impl ApiV3Key {
     #[wasm_bindgen(js_name = decryptCertificates)]
     pub fn decrypt_certificates(&self, body: &JsValue) -> JsResult<JsValue> {
         let certs = v3::decrypt_certificates(&self.inner, &bytes_of(body)?).js()?;
-        let certs: Vec<JsCertificate> = certs.into_iter().map(JsCertificate::from).collect();
-        to_js(&certs)
+        Ok(certificates_array(&certs).into())
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsResource {
-    original_type: String,
-    algorithm: String,
-    ciphertext: String,
-    associated_data: String,
-    nonce: String,
+/// `{ id, createTime, eventType, resourceType, summary, resource: { originalType, algorithm,
+/// ciphertext, associatedData, nonce }, plaintext }`.
+fn notification_object(n: v3::Notification) -> Object {
+    let s = |v: &str| JsValue::from_str(v);
+    let r = &n.resource;
+    let resource: JsValue = object_of(&[
+        ("originalType", &s(&r.original_type)),
+        ("algorithm", &s(&r.algorithm)),
+        ("ciphertext", &s(&r.ciphertext)),
+        ("associatedData", &s(&r.associated_data)),
+        ("nonce", &s(&r.nonce)),
+    ])
+    .into();
+    object_of(&[
+        ("id", &s(&n.id)),
+        ("createTime", &s(&n.create_time)),
+        ("eventType", &s(&n.event_type)),
+        ("resourceType", &s(&n.resource_type)),
+        ("summary", &s(&n.summary)),
+        ("resource", &resource),
+        ("plaintext", &s(&n.plaintext)),
+    ])
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsNotification {
-    id: String,
-    create_time: String,
-    event_type: String,
-    resource_type: String,
-    summary: String,
-    resource: JsResource,
-    plaintext: String,
+/// `[{ serialNo, effectiveTime, expireTime, notBefore, notAfter, pem }]`.
+fn certificates_array(certs: &[v3::DownloadedCertificate]) -> Array {
+    let s = |v: &str| JsValue::from_str(v);
+    // Unix seconds are far inside f64's exact integer range.
+    #[allow(clippy::cast_precision_loss)]
+    let n = |v: i64| JsValue::from_f64(v as f64);
+    certs
+        .iter()
+        .map(|c| {
+            JsValue::from(object_of(&[
+                ("serialNo", &s(&c.serial_no)),
+                ("effectiveTime", &s(&c.effective_time)),
+                ("expireTime", &s(&c.expire_time)),
+                ("notBefore", &n(c.not_before)),
+                ("notAfter", &n(c.not_after)),
+                ("pem", &s(&c.pem)),
+            ]))
+        })
+        .collect()
 }
 
-impl From<v3::Notification> for JsNotification {
-    fn from(n: v3::Notification) -> Self {
-        Self {
-            id: n.id,
-            create_time: n.create_time,
-            event_type: n.event_type,
-            resource_type: n.resource_type,
-            summary: n.summary,
-            resource: JsResource {
-                original_type: n.resource.original_type,
-                algorithm: n.resource.algorithm,
-                ciphertext: n.resource.ciphertext,
-                associated_data: n.resource.associated_data,
-                nonce: n.resource.nonce,
-            },
-            plaintext: n.plaintext,
-        }
+/// The `wx.requestPayment` object `{ appId, timeStamp, nonceStr, package, signType, paySign }`
+/// (the same shape for v2 and v3).
+fn payment_object(
+    app_id: &str,
+    time_stamp: &str,
+    nonce_str: &str,
+    package: &str,
+    sign_type: &str,
+    pay_sign: &str,
+) -> Object {
+    let s = |v: &str| JsValue::from_str(v);
+    object_of(&[
+        ("appId", &s(app_id)),
+        ("timeStamp", &s(time_stamp)),
+        ("nonceStr", &s(nonce_str)),
+        ("package", &s(package)),
+        ("signType", &s(sign_type)),
+        ("paySign", &s(pay_sign)),
+    ])
+}
+
+/// An object of strings from a map (v2 fields).
+fn map_object(map: &BTreeMap<String, String>) -> Object {
+    let obj = Object::new();
+    for (k, v) in map {
+        // `Reflect.set` on a fresh, extensible plain object cannot fail.
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(v));
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsCertificate {
-    serial_no: String,
-    effective_time: String,
-    expire_time: String,
-    not_before: i64,
-    not_after: i64,
-    pem: String,
-}
-
-impl From<v3::DownloadedCertificate> for JsCertificate {
-    fn from(c: v3::DownloadedCertificate) -> Self {
-        Self {
-            serial_no: c.serial_no,
-            effective_time: c.effective_time,
-            expire_time: c.expire_time,
-            not_before: c.not_before,
-            not_after: c.not_after,
-            pem: c.pem,
-        }
-    }
+    obj
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -700,16 +840,11 @@ pub fn v2_sign(params: &JsValue, key: &str, sign_type_: Option<String>) -> JsRes
         &v2::ApiV2Key::new(key),
         sign_type(sign_type_)?,
     );
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out {
-        string_to_sign: String,
-        sign: String,
-    }
-    to_js(&Out {
-        string_to_sign: signed.string_to_sign,
-        sign: signed.sign,
-    })
+    Ok(object_of(&[
+        ("stringToSign", &JsValue::from_str(&signed.string_to_sign)),
+        ("sign", &JsValue::from_str(&signed.sign)),
+    ])
+    .into())
 }
 
 /// The APIv2 canonical string (sorted `k=v&…` without `sign`, empty values and `&key=`).
@@ -741,7 +876,7 @@ pub fn v2_verify(params: &JsValue, key: &str, sign_type_: Option<String>) -> JsR
 /// `malformed`.
 #[wasm_bindgen(js_name = v2ParseXml)]
 pub fn v2_parse_xml(xml: &str) -> JsResult<JsValue> {
-    to_js(&v2::parse_xml(xml).js()?)
+    Ok(map_object(&v2::parse_xml(xml).js()?).into())
 }
 
 /// Verifies an APIv2 XML notification; the sign type is the order's (default `"MD5"`) unless
@@ -757,7 +892,7 @@ pub fn v2_verify_notification(
 ) -> JsResult<JsValue> {
     let fields =
         v2::verify_notification(xml, &v2::ApiV2Key::new(key), sign_type(sign_type_)?).js()?;
-    to_js(&fields)
+    Ok(map_object(&fields).into())
 }
 
 /// Signs `params` and renders the APIv2 XML request body.
@@ -811,5 +946,13 @@ pub fn v2_request_payment(
         &nonce,
         prepay_id,
     );
-    to_js(&r)
+    Ok(payment_object(
+        &r.app_id,
+        &r.time_stamp,
+        &r.nonce_str,
+        &r.package,
+        r.sign_type.as_str(),
+        &r.pay_sign,
+    )
+    .into())
 }
