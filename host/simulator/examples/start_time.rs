@@ -19,7 +19,9 @@ async fn measure(starts: usize, opts: impl Fn() -> SimulatorOptions) -> Vec<Dura
     let mut times = Vec::with_capacity(starts);
     for _ in 0..starts {
         let t = Instant::now();
-        let sim = wxpay_simulator::spawn(opts()).await.expect("simulator starts");
+        let sim = wxpay_simulator::spawn(opts())
+            .await
+            .expect("simulator starts");
         times.push(t.elapsed());
         sim.shutdown().await;
     }
@@ -51,7 +53,10 @@ async fn main() {
         "release"
     };
     println!("simulator start time ({profile} build)");
-    report("generated keys", &measure(starts, SimulatorOptions::default).await);
+    report(
+        "generated keys",
+        &measure(starts, SimulatorOptions::default).await,
+    );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/keys");
     report(
         "keys read from tests/vectors/keys",
