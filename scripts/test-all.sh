@@ -32,8 +32,31 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "rustdoc -D warnings (core and host)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p wxpay-core -p wxpay-host
+step "rustdoc -D warnings (core, host and simulator)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p wxpay-core -p wxpay-host -p wxpay-simulator
+
+step "production server (--no-default-features): no simulator, no private key inside"
+cargo build --release -p wxpay-host --no-default-features
+bin=target/release/wxpay-host
+# What a compiled-in private key leaves in a binary: its PEM armour, or the base64 of the first
+# bytes of a PKCS#8 or PKCS#1 RSA key. (The bare words "PRIVATE KEY" are in every build: the PEM
+# labels the key parsers match, e.g. "expected a PRIVATE KEY or RSA PRIVATE KEY PEM".)
+armour='-----BEGIN [A-Z ]*PRIVATE KEY-----'
+keybody='MII[A-Za-z0-9+/]{3}IB(ADANBgkqhkiG9w0BAQEFAAS|AAKC)'
+# The patterns still find the published test keys, so the check cannot rot into finding nothing.
+grep -qaE -e "$armour" tests/vectors/keys/platform_private_key.pem
+grep -qaE -e "$keybody" tests/vectors/keys/platform_private_key.pem
+grep -qaE -e "$keybody" tests/vectors/keys/merchant_private_key.pem
+n_armour=$(grep -caE -e "$armour" "$bin" || true)
+n_body=$(grep -caE -e "$keybody" "$bin" || true)
+n_sim=$(grep -ca -e wxpay_simulator "$bin" || true)
+n_label=$(grep -ca -e "PRIVATE KEY" "$bin" || true)
+echo "checked $bin ($(wc -c <"$bin") bytes): private-key PEM armour: $n_armour, PKCS#8/PKCS#1" \
+  "key bodies: $n_body, wxpay_simulator symbols: $n_sim (bare \"PRIVATE KEY\" PEM labels: $n_label)"
+if [ "$n_armour" != 0 ] || [ "$n_body" != 0 ] || [ "$n_sim" != 0 ]; then
+  echo "FAIL: the production server contains a private key or the simulator"
+  exit 1
+fi
 
 step "wxpay-core for wasm32-unknown-unknown (no IO, no OS)"
 cargo build -p wxpay-core --target wasm32-unknown-unknown
