@@ -171,6 +171,14 @@ export class PlatformKeys {
    * @throws {WxpayError} as `verifyResponse`, and `decrypt_failed`
    */
   verifyNotification(apiV3Key: ApiV3Key, headers: HeadersLike, body: Bytes, now?: UnixSeconds): Notification;
+  /**
+   * Verifies a `GET /v3/certificates` response and decrypts it: with a key held here, or on the
+   * first download with the certificate the response carries (which only the APIv3 key
+   * decrypts). `add: true` also adds the certificates to this set.
+   * @throws {WxpayError} as `verifyNotification`, and `invalid_key`
+   */
+  verifyCertificatesResponse(apiV3Key: ApiV3Key, headers: HeadersLike, body: Bytes,
+    options?: { now?: UnixSeconds; add?: boolean }): DownloadedCertificate[];
   free(): void;
   [Symbol.dispose](): void;
 }

@@ -30,8 +30,9 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 
 # 2. wasm-bindgen-cli = the wasm-bindgen crate version (the glue and the crate must match).
+# (`|| true`: with an out-of-date lock file `--locked` fails, and `set -e` must not end here.)
 want="$(cargo metadata --format-version 1 --locked 2>/dev/null \
-  | grep -o '"name":"wasm-bindgen","version":"[^"]*"' | head -1 | sed 's/.*"version":"//; s/"$//')"
+  | grep -o '"name":"wasm-bindgen","version":"[^"]*"' | head -1 | sed 's/.*"version":"//; s/"$//' || true)"
 if [ -z "$want" ]; then
   # No lock entry yet (first build after adding the crate): take the pin from Cargo.toml.
   want="$(grep -E '^wasm-bindgen *=' Cargo.toml | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)"

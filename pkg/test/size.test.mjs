@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const CEILING_GZIP_BYTES = 204_000;
+export const CEILING_GZIP_BYTES = 205_000;
 export const TARGET_GZIP_BYTES = 150_000;
 
 const sizes = (build) => {

@@ -253,6 +253,37 @@ impl State {
                 let n = v3::verify_notification(keys, &key, &headers, a.body.as_bytes(), a.now)?;
                 ok(to_value(&n))
             }
+            "v3.verify_certificates_response" => {
+                #[derive(Deserialize)]
+                struct A {
+                    headers: BTreeMap<String, String>,
+                    body: String,
+                    now: u64,
+                    api_v3_key: String,
+                    #[serde(default)]
+                    add: bool,
+                }
+                let a: A = args(req)?;
+                let headers = v3::WechatpayHeaders::from_pairs(
+                    a.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )?;
+                let key = v3::ApiV3Key::new(&a.api_v3_key)?;
+                let certs = v3::verify_certificates_response(
+                    &rustcrypto::PROVIDER,
+                    self.keys(req)?,
+                    &key,
+                    &headers,
+                    a.body.as_bytes(),
+                    a.now,
+                )?;
+                if a.add {
+                    let keys = self.keys_mut(req)?;
+                    for c in &certs {
+                        keys.insert_certificate_pem(&rustcrypto::PROVIDER, &c.pem)?;
+                    }
+                }
+                ok(to_value(&certs))
+            }
             "v3.decrypt" | "v3.encrypt" => {
                 #[derive(Deserialize)]
                 struct A {
@@ -482,6 +513,50 @@ mod tests {
         assert_eq!(
             verify(&mut s, &md5, "HMAC-SHA256")["error"]["code"],
             "signature_mismatch"
+        );
+    }
+
+    #[test]
+    fn certificate_bootstrap_verifies_with_the_downloaded_certificate() {
+        let vectors: Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/v3_certificates.json"))
+                .expect("json");
+        let case = &vectors["cases"][0];
+        let body = case["body"].as_str().expect("body");
+        let serial = case["certificates"][0]["serial_no"]
+            .as_str()
+            .expect("serial");
+        let platform = MerchantSigner::from_pem(
+            &rustcrypto::PROVIDER,
+            include_str!("../../../tests/vectors/keys/platform_private_key.pem"),
+            "x",
+            serial,
+        )
+        .expect("platform key");
+        let mut rng = UnwrapErr(getrandom_free_rng::Counter(0));
+        let sig =
+            v3::sign_response(&platform, &mut rng, "1000", "n", body.as_bytes()).expect("sig");
+        let mut s = State::default();
+        let h = call(&mut s, json!({"op": "platform_keys.new"}))["ok"].clone();
+        let req = |nonce: &str, add: bool| {
+            json!({"op": "v3.verify_certificates_response", "handle": h, "api_v3_key": case["api_v3_key"],
+                   "headers": {"Wechatpay-Timestamp": "1000", "Wechatpay-Nonce": nonce,
+                               "Wechatpay-Signature": sig, "Wechatpay-Serial": serial},
+                   "body": body, "now": 1000, "add": add})
+        };
+        assert_eq!(
+            call(&mut s, req("m", false))["error"]["code"],
+            "signature_mismatch"
+        );
+        assert_eq!(call(&mut s, req("n", false))["ok"][0]["serial_no"], serial);
+        assert_eq!(
+            call(&mut s, json!({"op": "platform_keys.serials", "handle": h}))["ok"],
+            json!([])
+        );
+        call(&mut s, req("n", true));
+        assert_eq!(
+            call(&mut s, json!({"op": "platform_keys.serials", "handle": h}))["ok"],
+            json!([serial])
         );
     }
 

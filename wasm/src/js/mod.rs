@@ -610,6 +610,45 @@ impl PlatformKeys {
         v3::verify_response(&self.inner, &headers, &bytes_of(body)?, now_or_clock(now)?).js()
     }
 
+    /// Verifies a `GET /v3/certificates` response and decrypts its certificates into `[{
+    /// serialNo, effectiveTime, expireTime, notBefore, notAfter, pem }]`; with `add: true` they
+    /// are also added to this set. The signature is checked with the key its `Wechatpay-Serial`
+    /// names: one held here, or — on the first download, when none is held — the matching
+    /// certificate of the response itself, which only the APIv3 key decrypts (certificate
+    /// bootstrap). `options`: `{ now?: number, add?: boolean }`.
+    ///
+    /// # Errors
+    /// `malformed`, `timestamp_expired`, `unknown_serial`, `signature_mismatch`,
+    /// `decrypt_failed`, `invalid_key`.
+    #[wasm_bindgen(js_name = verifyCertificatesResponse)]
+    pub fn verify_certificates_response(
+        &mut self,
+        api_v3_key: &ApiV3Key,
+        headers: &JsValue,
+        body: &JsValue,
+        options: Option<Object>,
+    ) -> JsResult<Array> {
+        let options: JsValue = options.into();
+        let headers = wechatpay_headers(headers)?;
+        let certs = v3::verify_certificates_response(
+            self.provider,
+            &self.inner,
+            &api_v3_key.inner,
+            &headers,
+            &bytes_of(body)?,
+            now_or_clock(opt_number(&options, "now")?)?,
+        )
+        .js()?;
+        if get(&options, "add").is_truthy() {
+            for c in &certs {
+                self.inner
+                    .insert_certificate_pem(self.provider, &c.pem)
+                    .js()?;
+            }
+        }
+        Ok(certificates_array(&certs))
+    }
+
     /// Verifies an APIv3 notification and decrypts its resource.
     ///
     /// # Errors
