@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as wx from 'wxpay-wasm';
 import { fixturesDir } from './vector-runner.mjs';
+import { API_V3_KEY, PUBLIC_KEY_ID, signedNotification } from './notification-fixture.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, '..');
@@ -24,31 +25,8 @@ const tmp = join(here, `.readme-${process.pid}`);
 mkdirSync(tmp, { recursive: true });
 copyFileSync(join(keys, 'merchant_private_key.pem'), join(tmp, 'apiclient_key.pem'));
 copyFileSync(join(keys, 'platform_cert.pem'), join(tmp, 'wechatpay_cert.pem'));
+copyFileSync(join(keys, 'platform_public_key.pem'), join(tmp, 'pub_key.pem'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
-
-const apiV3Key = 'abababababababababababababababab';
-
-/** A notification as WeChat Pay would send it now, signed with the test platform key. */
-function freshNotification() {
-  const key = new wx.ApiV3Key(apiV3Key);
-  const nonce = 'aZ3bC4dE5fG6';
-  const tx = { mchid: '1900009191', appid: 'wxd678efh567hg6787', out_trade_no: 'order-1001',
-    trade_state: 'SUCCESS', amount: { total: 100 } };
-  const body = JSON.stringify({ id: 'EV-1', create_time: '2026-01-01T00:00:00+08:00',
-    resource_type: 'encrypt-resource', event_type: 'TRANSACTION.SUCCESS', summary: '支付成功',
-    resource: { original_type: 'transaction', algorithm: 'AEAD_AES_256_GCM',
-      ciphertext: key.encrypt(nonce, 'transaction', JSON.stringify(tx)),
-      associated_data: 'transaction', nonce } });
-  const ts = String(Math.floor(Date.now() / 1000));
-  const hnonce = wx.nonceStr();
-  const sig = crypto.sign('sha256', Buffer.from(`${ts}\n${hnonce}\n${body}\n`),
-    readFileSync(join(keys, 'platform_private_key.pem'), 'utf8')).toString('base64');
-  const serial = new wx.PlatformKeys().addCertificate(readFileSync(join(keys, 'platform_cert.pem'), 'utf8'));
-  // As Node's http module gives them: lower-case names.
-  return { body, headers: { 'wechatpay-timestamp': ts, 'wechatpay-nonce': hnonce,
-    'wechatpay-signature': sig, 'wechatpay-serial': serial,
-    'wechatpay-signature-type': 'WECHATPAY2-SHA256-RSA2048' } };
-}
 
 test('README has Node and Workers examples', () => {
   assert.ok(blocks.filter((b) => !b.worker).length >= 3);
@@ -59,17 +37,38 @@ for (const b of blocks.filter((x) => !x.worker)) {
   test(`README example ${b.i + 1} runs in Node`, async () => {
     const file = join(tmp, `example-${b.i}.mjs`);
     writeFileSync(file, b.code);
-    process.env.WECHATPAY_APIV3_KEY = apiV3Key;
+    process.env.WECHATPAY_APIV3_KEY = API_V3_KEY;
+    process.env.WECHATPAY_PUBLIC_KEY_ID = PUBLIC_KEY_ID;
     process.chdir(tmp);
     const mod = await import(pathToFileURL(file).href);
     if (mod.onNotify) {
-      const n = freshNotification();
-      assert.deepEqual(mod.onNotify(n.headers, n.body),
-        { status: 200, event: 'TRANSACTION.SUCCESS', outTradeNo: 'order-1001' });
-      assert.deepEqual(mod.onNotify(n.headers, n.body.replace('EV-1', 'EV-2')),
-        { status: 401, code: 'signature_mismatch' });
-      assert.deepEqual(mod.onNotify({ ...n.headers, 'wechatpay-serial': 'PUB_KEY_ID_0' }, n.body),
-        { status: 503, code: 'unknown_serial' });
+      const n = signedNotification({ serial: PUBLIC_KEY_ID });
+      const recorded = [];
+      const record = async (id, tx) => { recorded.push([id, tx.out_trade_no]); };
+      assert.deepEqual(await mod.onNotify(n.headers, n.body, record), { status: 204 });
+      assert.deepEqual(recorded, [['EV-1', 'order-1001']]);
+      assert.deepEqual(await mod.onNotify(n.headers, n.body.replace('EV-1', 'EV-2'), record),
+        { status: 401, body: { code: 'FAIL', message: 'signature_mismatch' } });
+      assert.deepEqual(await mod.onNotify({ ...n.headers, 'wechatpay-serial': 'PUB_KEY_ID_0' }, n.body, record),
+        { status: 503, body: { code: 'FAIL', message: 'unknown_serial' } });
+      // Storage down: not acknowledged.
+      const failing = async () => { throw new Error('db down'); };
+      assert.equal((await mod.onNotify(n.headers, n.body, failing)).status, 500);
+      assert.equal(recorded.length, 1);
+    }
+    if (mod.bootstrapCertificates) {
+      const c = JSON.parse(readFileSync(join(fixturesDir(), 'v3_certificates.json'), 'utf8')).cases[0];
+      const ts = String(Math.floor(Date.now() / 1000));
+      const serial = c.certificates[0].serial_no;
+      const sig = crypto.sign('sha256', Buffer.from(`${ts}\nn\n${c.body}\n`),
+        readFileSync(join(keys, 'platform_private_key.pem'), 'utf8')).toString('base64');
+      const headers = { 'wechatpay-timestamp': ts, 'wechatpay-nonce': 'n',
+        'wechatpay-signature': sig, 'wechatpay-serial': serial };
+      const got = await mod.bootstrapCertificates(async () => ({ headers, body: c.body }), c.api_v3_key);
+      assert.deepEqual(got.serials, [serial]);
+      assert.deepEqual(got.platform.serials(), [serial]);
+      await assert.rejects(mod.bootstrapCertificates(async () => ({ headers, body: c.body.replace('"data"', ' "data"') }),
+        c.api_v3_key), (e) => e.code === 'signature_mismatch');
     }
   });
 }
