@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::net::TcpListener;
 use wxpay_host::domain::{Amount, Description, OrderState, OutTradeNo};
 use wxpay_host::sandbox::simulator_config;
 use wxpay_host::service::orders::{self, NewOrder};
 use wxpay_host::store::User;
-use wxpay_host::{Host, Secret};
+use wxpay_host::{Host, Listeners, Secret};
 use wxpay_simulator::SimulatorOptions;
 
 fn arg(i: usize, default: usize) -> usize {
@@ -61,7 +60,9 @@ async fn main() {
     let schema = format!("load_{}", std::process::id());
     let db = if postgres {
         use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&pg_base).await.expect("postgres");
+        let mut conn = sqlx::PgConnection::connect(&pg_base)
+            .await
+            .expect("postgres");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&mut conn)
             .await
@@ -71,8 +72,8 @@ async fn main() {
     } else {
         format!("sqlite://{}", dir.join("load.db").display())
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listeners = Listeners::loopback().await.unwrap();
+    let addr = listeners.public.local_addr().unwrap();
     let config = simulator_config(
         &sim,
         addr,
@@ -80,7 +81,7 @@ async fn main() {
         &db,
         "load-admin-token-0000",
     );
-    let host = Host::start(config, listener, false).await.expect("host");
+    let host = Host::start(config, listeners, false).await.expect("host");
     let store = host.state.store.clone();
     let now = host.state.now();
     store
@@ -203,7 +204,9 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     if postgres {
         use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&pg_base).await.expect("postgres");
+        let mut conn = sqlx::PgConnection::connect(&pg_base)
+            .await
+            .expect("postgres");
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&mut conn)
             .await;

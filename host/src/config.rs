@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +52,91 @@ impl From<&str> for Secret {
     }
 }
 
+/// A database URL whose `Debug` hides the password (`postgres://user:***@host/db`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL, for connecting; callers must not log it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                write!(f, "{:?}", u.as_str())
+            }
+            Ok(u) if u.query().is_some() => {
+                // Connection options may carry a password too.
+                write!(
+                    f,
+                    "{:?}",
+                    format!(
+                        "{}://{}{}?***",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                )
+            }
+            _ => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// The internet-facing edge: listeners, timeouts and throttles.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    /// `WXPAY_ADMIN_LISTEN`: the private listener for `/admin/*`, `/metrics` and
+    /// `/openapi.json` (default `127.0.0.1:8081`; keep it off the internet).
+    pub admin_listen: SocketAddr,
+    /// `WXPAY_LOGIN_RATE_PER_MIN`: logins per client IP and minute (default 30; 1..=10000).
+    pub login_rate_per_min: u32,
+    /// `WXPAY_TRUSTED_PROXIES`: comma-separated IPs of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default none: the socket's peer is the client).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `WXPAY_HEADER_TIMEOUT_MS`: time a client has to send its request headers (default
+    /// 10000; 100..=60000).
+    pub header_timeout: Duration,
+    /// `WXPAY_REQUEST_TIMEOUT_MS`: time to answer one request (default 30000; 1000..=120000).
+    pub request_timeout: Duration,
+    /// `WXPAY_MAX_CONNECTIONS`: open connections per listener (default 1024; 1..=100000).
+    pub max_connections: usize,
+    /// `WXPAY_MAX_IN_FLIGHT`: requests handled at once per listener (default 256; 1..=10000).
+    pub max_in_flight: usize,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self {
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            login_rate_per_min: 30,
+            trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_in_flight: 256,
+        }
+    }
+}
+
 /// How the platform (WeChat Pay) signing keys are obtained.
 #[derive(Clone, Debug)]
 pub enum PlatformKeySource {
@@ -88,7 +173,7 @@ pub struct Config {
     /// `WXPAY_LISTEN`: socket address to listen on (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
     /// `WXPAY_DATABASE_URL`: `sqlite://…` (default `sqlite://wxpay.db`) or `postgres://…`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// `WXPAY_APPID`: mini-program app id (required).
     pub appid: String,
     /// `WXPAY_APPSECRET`: mini-program app secret for `jscode2session` (required).
@@ -107,7 +192,8 @@ pub struct Config {
     /// `WXPAY_NOTIFY_URL`: public HTTPS base URL WeChat calls (required); the pay notification
     /// goes to `{notify_url}/notify/pay`, refunds to `{notify_url}/notify/refund`.
     pub notify_url: String,
-    /// `WXPAY_ADMIN_TOKEN`: bearer token of the back-office API (required, ≥ 16 characters).
+    /// `WXPAY_ADMIN_TOKEN`: bearer token of the back-office API (required, ≥ 32 characters,
+    /// not trivially repetitive).
     pub admin_token: Secret,
     /// `WXPAY_API_BASE`: WeChat Pay API base (default `https://api.mch.weixin.qq.com`).
     pub api_base: String,
@@ -123,12 +209,14 @@ pub struct Config {
     pub reconcile_after: Duration,
     /// `WXPAY_CERT_REFRESH_SECS`: certificate-mode refresh period (default 43200).
     pub cert_refresh_interval: Duration,
-    /// `WXPAY_HTTP_TIMEOUT_MS`: timeout of one upstream request (default 10000).
+    /// `WXPAY_HTTP_TIMEOUT_MS`: timeout of one upstream request (default 10000; 100..=60000).
     pub http_timeout: Duration,
-    /// `WXPAY_UPSTREAM_RETRIES`: retries after a transport error or 5xx (default 2).
+    /// `WXPAY_UPSTREAM_RETRIES`: retries after a transport error or 5xx (default 2; 0..=5).
     pub upstream_retries: u32,
-    /// `WXPAY_BODY_LIMIT_BYTES`: maximum request body (default 65536).
+    /// `WXPAY_BODY_LIMIT_BYTES`: maximum request body (default 65536; 1024..=1048576).
     pub body_limit: usize,
+    /// Listeners, timeouts and throttles of the internet-facing side.
+    pub edge: Edge,
 }
 
 type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
@@ -175,18 +263,44 @@ impl Config {
             return Err(invalid("WXPAY_API_V3_KEY", "must be exactly 32 bytes"));
         }
         let admin_token = Secret::new(src.required("WXPAY_ADMIN_TOKEN")?);
-        if admin_token.expose().len() < 16 {
-            return Err(invalid(
-                "WXPAY_ADMIN_TOKEN",
-                "must be at least 16 characters",
-            ));
-        }
+        check_admin_token(admin_token.expose())?;
         let notify_url = src.required("WXPAY_NOTIFY_URL")?;
-        check_url("WXPAY_NOTIFY_URL", &notify_url)?;
+        check_url("WXPAY_NOTIFY_URL", &notify_url, false)?;
         let api_base = src.or("WXPAY_API_BASE", DEFAULT_API_BASE);
-        check_url("WXPAY_API_BASE", &api_base)?;
+        check_url("WXPAY_API_BASE", &api_base, true)?;
         let login_base = src.or("WXPAY_LOGIN_BASE", DEFAULT_LOGIN_BASE);
-        check_url("WXPAY_LOGIN_BASE", &login_base)?;
+        check_url("WXPAY_LOGIN_BASE", &login_base, true)?;
+        let trusted_proxies = match src.get("WXPAY_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<IpAddr>()
+                        .map_err(|e| invalid("WXPAY_TRUSTED_PROXIES", format!("{p:?}: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let edge = Edge {
+            admin_listen: src.parse("WXPAY_ADMIN_LISTEN", "127.0.0.1:8081")?,
+            login_rate_per_min: src.bounded("WXPAY_LOGIN_RATE_PER_MIN", 30, 1, 10_000)?,
+            trusted_proxies,
+            header_timeout: Duration::from_millis(src.bounded(
+                "WXPAY_HEADER_TIMEOUT_MS",
+                10_000,
+                100,
+                60_000,
+            )?),
+            request_timeout: Duration::from_millis(src.bounded(
+                "WXPAY_REQUEST_TIMEOUT_MS",
+                30_000,
+                1_000,
+                120_000,
+            )?),
+            max_connections: src.bounded("WXPAY_MAX_CONNECTIONS", 1024, 1, 100_000)?,
+            max_in_flight: src.bounded("WXPAY_MAX_IN_FLIGHT", 256, 1, 10_000)?,
+        };
         let database_url = src.or("WXPAY_DATABASE_URL", DEFAULT_DATABASE_URL);
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             return Err(invalid(
@@ -196,7 +310,7 @@ impl Config {
         }
         Ok(Self {
             listen: src.parse("WXPAY_LISTEN", DEFAULT_LISTEN)?,
-            database_url,
+            database_url: database_url.into(),
             appid: src.required("WXPAY_APPID")?,
             appsecret: Secret::new(src.required("WXPAY_APPSECRET")?),
             mchid: src.required("WXPAY_MCHID")?,
@@ -213,9 +327,15 @@ impl Config {
             reconcile_interval: src.secs("WXPAY_RECONCILE_INTERVAL_SECS", 30)?,
             reconcile_after: src.secs("WXPAY_RECONCILE_AFTER_SECS", 60)?,
             cert_refresh_interval: src.secs("WXPAY_CERT_REFRESH_SECS", 43_200)?,
-            http_timeout: Duration::from_millis(src.parse("WXPAY_HTTP_TIMEOUT_MS", "10000")?),
-            upstream_retries: src.parse("WXPAY_UPSTREAM_RETRIES", "2")?,
-            body_limit: src.parse("WXPAY_BODY_LIMIT_BYTES", "65536")?,
+            http_timeout: Duration::from_millis(src.bounded(
+                "WXPAY_HTTP_TIMEOUT_MS",
+                10_000,
+                100,
+                60_000,
+            )?),
+            upstream_retries: src.bounded("WXPAY_UPSTREAM_RETRIES", 2, 0, 5)?,
+            body_limit: src.bounded("WXPAY_BODY_LIMIT_BYTES", 65_536, 1_024, 1_048_576)?,
+            edge,
         })
     }
 }
@@ -256,6 +376,19 @@ impl Source<'_> {
             .map_err(|e: T::Err| invalid(var, e.to_string()))
     }
 
+    /// A whole number in `min..=max` (an out-of-range value is a start-up error naming it).
+    fn bounded<T>(&self, var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let v: T = self.parse(var, &default.to_string())?;
+        if v < min || v > max {
+            return Err(invalid(var, format!("must be between {min} and {max}")));
+        }
+        Ok(v)
+    }
+
     fn secs(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
         self.parse::<u64>(var, &default.to_string())
             .map(Duration::from_secs)
@@ -269,11 +402,55 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn check_url(var: &'static str, value: &str) -> Result<(), ConfigError> {
-    match url::Url::parse(value) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        Ok(_) => Err(invalid(var, "must be an http(s) URL")),
-        Err(e) => Err(invalid(var, e.to_string())),
+/// An `http(s)` URL; with `tls_unless_loopback`, plain `http` only for a loopback host (the
+/// simulator, tests): secrets such as the AppSecret travel in these requests.
+fn check_url(var: &'static str, value: &str, tls_unless_loopback: bool) -> Result<(), ConfigError> {
+    let u = url::Url::parse(value).map_err(|e| invalid(var, e.to_string()))?;
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if !tls_unless_loopback => Ok(()),
+        "http" => {
+            let loopback = match u.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(invalid(
+                    var,
+                    "must be https:// (http:// only for a loopback host)",
+                ))
+            }
+        }
+        _ => Err(invalid(var, "must be an http(s) URL")),
+    }
+}
+
+/// At least 32 characters, at least 8 distinct ones, and not a short pattern repeated: a
+/// token that guards refunds must not be guessable.
+fn check_admin_token(t: &str) -> Result<(), ConfigError> {
+    let bytes = t.as_bytes();
+    let distinct = bytes
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let repeated = (1..=bytes.len() / 2)
+        .any(|k| bytes.len().is_multiple_of(k) && bytes.chunks(k).all(|c| c == &bytes[..k]));
+    if bytes.len() < 32 {
+        Err(invalid(
+            "WXPAY_ADMIN_TOKEN",
+            "must be at least 32 characters",
+        ))
+    } else if distinct < 8 || repeated {
+        Err(invalid(
+            "WXPAY_ADMIN_TOKEN",
+            "is trivially repetitive: use a random token (e.g. openssl rand -hex 32)",
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -321,7 +498,10 @@ mod tests {
                 "0123456789abcdef0123456789abcdef".to_owned(),
             ),
             ("WXPAY_NOTIFY_URL", "https://example.invalid/".to_owned()),
-            ("WXPAY_ADMIN_TOKEN", "admin-token-0123456789".to_owned()),
+            (
+                "WXPAY_ADMIN_TOKEN",
+                "admin-token-0123456789-abcdefghij".to_owned(),
+            ),
         ])
     }
 
@@ -343,7 +523,9 @@ mod tests {
         let d = tmp();
         let c = load(&base(&d)).expect("config");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.database_url.as_str(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.edge.admin_listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(c.edge.login_rate_per_min, 30);
         assert_eq!(c.api_base, DEFAULT_API_BASE);
         assert_eq!(c.notify_url, "https://example.invalid");
         assert!(matches!(c.platform, PlatformKeySource::Certificates));
@@ -351,7 +533,7 @@ mod tests {
         let debug = format!("{c:?}");
         for secret in [
             "0123456789abcdef0123456789abcdef",
-            "admin-token-0123456789",
+            "admin-token-0123456789-abcdefghij",
             "PEM",
         ] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
@@ -396,6 +578,54 @@ mod tests {
         let env = |k: &str| v2.get(k).cloned();
         let c = Config::from_sources(&env, Some(&file)).expect("config");
         assert_eq!(c.listen.port(), 9999);
-        assert_eq!(c.database_url, "sqlite://y.db");
+        assert_eq!(c.database_url.as_str(), "sqlite://y.db");
+    }
+
+    #[test]
+    fn knobs_are_bounded_and_tokens_strong() {
+        let d = tmp();
+        for (var, value) in [
+            ("WXPAY_UPSTREAM_RETRIES", "6"),
+            ("WXPAY_UPSTREAM_RETRIES", "32"),
+            ("WXPAY_HTTP_TIMEOUT_MS", "60001"),
+            ("WXPAY_HTTP_TIMEOUT_MS", "0"),
+            ("WXPAY_LOGIN_RATE_PER_MIN", "0"),
+            ("WXPAY_BODY_LIMIT_BYTES", "99999999"),
+            ("WXPAY_TRUSTED_PROXIES", "10.0.0.1,nope"),
+            ("WXPAY_API_BASE", "http://api.mch.weixin.qq.com"),
+            ("WXPAY_LOGIN_BASE", "http://example.com"),
+            ("WXPAY_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ("WXPAY_ADMIN_TOKEN", "abcdabcdabcdabcdabcdabcdabcdabcdabcd"),
+            ("WXPAY_ADMIN_TOKEN", "0123456789abcdef0123456789abcde"),
+            ("WXPAY_ADMIN_TOKEN", "abababababababababababab12121212121"),
+        ] {
+            let mut v = base(&d);
+            v.insert(var, value.into());
+            let e = load(&v).expect_err(value).to_string();
+            assert!(e.contains(var), "{var}={value}: {e}");
+        }
+        let mut v = base(&d);
+        v.insert("WXPAY_API_BASE", "http://127.0.0.1:9000".into());
+        v.insert("WXPAY_LOGIN_BASE", "http://localhost:9000".into());
+        v.insert("WXPAY_UPSTREAM_RETRIES", "5".into());
+        v.insert("WXPAY_TRUSTED_PROXIES", "10.0.0.1, ::1".into());
+        let c = load(&v).expect("loopback http and bounds are fine");
+        assert_eq!(c.edge.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn database_password_is_not_in_debug() {
+        let d = tmp();
+        let mut v = base(&d);
+        v.insert(
+            "WXPAY_DATABASE_URL",
+            "postgres://wxpay:hunter2@db.internal/wxpay".into(),
+        );
+        let c = load(&v).expect("config");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("db.internal"), "{debug}");
+        let url = DatabaseUrl::from("postgres://db/x?password=hunter2");
+        assert!(!format!("{url:?}").contains("hunter2"));
     }
 }

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod metrics;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod wechat;
@@ -37,97 +38,166 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, PlatformKeySource, Secret};
-pub use http::app;
 pub use service::{AppState, InitError};
 
-/// A running host: HTTP server plus (optionally) the reconciler.
+/// The two sockets a host serves: the public one (WeChat and the mini-program) and the private
+/// admin one (back office, metrics).
+#[derive(Debug)]
+pub struct Listeners {
+    /// `WXPAY_LISTEN`.
+    pub public: TcpListener,
+    /// `WXPAY_ADMIN_LISTEN`.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `WXPAY_LISTEN` and `WXPAY_ADMIN_LISTEN`.
+    ///
+    /// # Errors
+    /// [`InitError::Listen`] naming the address that could not be bound.
+    pub async fn bind(config: &Config) -> Result<Self, InitError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                InitError::Listen(std::io::Error::new(e.kind(), format!("{addr}: {e}")))
+            })
+        };
+        Ok(Self {
+            public: bind(config.listen).await?,
+            admin: bind(config.edge.admin_listen).await?,
+        })
+    }
+
+    /// Two free loopback ports (tests, sandbox).
+    ///
+    /// # Errors
+    /// [`InitError::Listen`].
+    pub async fn loopback() -> Result<Self, InitError> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(Self {
+            public: TcpListener::bind(any).await.map_err(InitError::Listen)?,
+            admin: TcpListener::bind(any).await.map_err(InitError::Listen)?,
+        })
+    }
+}
+
+/// A running host: the public and admin servers plus (optionally) the reconciler.
 #[derive(Debug)]
 pub struct Host {
     /// The application state (store, client, metrics).
     pub state: AppState,
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    servers: Vec<JoinHandle<()>>,
     jobs: Option<JoinHandle<()>>,
 }
 
 impl Host {
-    /// Builds the state from `config` and serves it on `listener`; with `run_jobs`, also starts
+    /// Builds the state from `config` and serves it on `listeners`; with `run_jobs`, also starts
     /// the reconciler.
     ///
     /// # Errors
     /// [`InitError`] if storage or the WeChat client cannot be set up.
     pub async fn start(
         config: Config,
-        listener: TcpListener,
+        listeners: Listeners,
         run_jobs: bool,
     ) -> Result<Self, InitError> {
         let state = AppState::new(config).await?;
-        Self::serve(state, listener, run_jobs)
+        Self::serve(state, listeners, run_jobs)
     }
 
-    /// Serves an already built `state` (e.g. one on a test clock) on `listener`; with
+    /// Serves an already built `state` (e.g. one on a test clock) on `listeners`; with
     /// `run_jobs`, also starts the reconciler.
     ///
     /// # Errors
-    /// [`InitError::Listen`] if the listener has no local address.
-    pub fn serve(
-        state: AppState,
-        listener: TcpListener,
-        run_jobs: bool,
-    ) -> Result<Self, InitError> {
-        let addr = listener.local_addr().map_err(InitError::Listen)?;
+    /// [`InitError::Listen`] if a listener has no local address.
+    pub fn serve(state: AppState, listeners: Listeners, run_jobs: bool) -> Result<Self, InitError> {
+        let addr = listeners.public.local_addr().map_err(InitError::Listen)?;
+        let admin_addr = listeners.admin.local_addr().map_err(InitError::Listen)?;
         let (shutdown, rx) = watch::channel(false);
-        let router = app(state.clone());
-        let mut srx = rx.clone();
-        let server = tokio::spawn(async move {
+        let edge = http::Edge::new(&state);
+        let limits = server::ConnLimits {
+            header_read_timeout: state.config.edge.header_timeout,
+            max_connections: state.config.edge.max_connections,
+        };
+        let mut servers = Vec::new();
+        for (listener, router) in [
+            (
+                listeners.public,
+                http::public_app(state.clone(), edge.clone()),
+            ),
+            (
+                listeners.admin,
+                http::admin_app(state.clone(), edge.clone()),
+            ),
+        ] {
+            let mut srx = rx.clone();
             let stop = async move {
                 let _ = srx.wait_for(|v| *v).await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
+            servers.push(tokio::spawn(server::serve(
+                listener,
+                router,
+                limits,
+                stop,
+                Duration::from_secs(10),
+            )));
+        }
         let jobs = run_jobs.then(|| jobs::spawn(state.clone(), rx));
-        tracing::info!(%addr, "wxpay-host listening");
+        tracing::info!(%addr, admin = %admin_addr, "wxpay-host listening");
         Ok(Self {
             state,
             addr,
+            admin_addr,
             shutdown,
-            server,
+            servers,
             jobs,
         })
     }
 
-    /// The bound address.
+    /// The bound public address.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// The bound admin address.
+    #[must_use]
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// `http://PUBLIC_ADDR`.
     #[must_use]
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://ADMIN_ADDR`.
+    #[must_use]
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     /// Stops accepting, lets in-flight requests finish (at most 10 s), stops the reconciler and
     /// closes the database pool.
     pub async fn stop(self) {
         self.shutdown.send_replace(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        for server in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(11), server).await;
+        }
         if let Some(j) = self.jobs {
             let _ = tokio::time::timeout(Duration::from_secs(10), j).await;
         }
         self.state.store.close().await;
     }
 
-    /// Waits until the server task ends (after [`Host::trigger_shutdown`] or a failure).
+    /// Waits until the server tasks end (after [`Host::trigger_shutdown`] or a failure).
     pub async fn wait(&mut self) {
-        let _ = (&mut self.server).await;
+        for server in &mut self.servers {
+            let _ = server.await;
+        }
     }
 
     /// Asks the server and the reconciler to stop.

@@ -11,11 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 #[cfg(feature = "sandbox")]
 use serde_json::{Value, json};
+#[cfg(feature = "sandbox")]
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 #[cfg(feature = "sandbox")]
 use wxpay_host::sandbox::simulator_config;
-use wxpay_host::{Config, Host};
+use wxpay_host::{Config, Host, Listeners};
 #[cfg(feature = "sandbox")]
 use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
@@ -82,10 +83,10 @@ async fn shutdown_signal() {
 
 async fn serve() -> Result<()> {
     let config = Config::from_env()?;
-    let listener = TcpListener::bind(config.listen)
+    let listeners = Listeners::bind(&config)
         .await
-        .with_context(|| format!("WXPAY_LISTEN: cannot listen on {}", config.listen))?;
-    let host = Host::start(config, listener, true).await?;
+        .context("WXPAY_LISTEN / WXPAY_ADMIN_LISTEN")?;
+    let host = Host::start(config, listeners, true).await?;
     shutdown_signal().await;
     host.stop().await;
     Ok(())
@@ -118,6 +119,7 @@ async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox
         }
     };
     let addr = listener.local_addr()?;
+    let admin = TcpListener::bind(("127.0.0.1", 0)).await?;
     let admin_token = random_token()?;
     let mut config = simulator_config(
         &sim,
@@ -127,7 +129,12 @@ async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox
         &admin_token,
     );
     config.reconcile_after = Duration::from_secs(10);
-    let host = Host::start(config, listener, true).await?;
+    config.edge.admin_listen = admin.local_addr()?;
+    let listeners = Listeners {
+        public: listener,
+        admin,
+    };
+    let host = Host::start(config, listeners, true).await?;
     Ok(Sandbox {
         sim,
         host,
@@ -145,17 +152,19 @@ async fn sandbox() -> Result<()> {
         std::env::var("WXPAY_DATABASE_URL").unwrap_or_else(|_| "sqlite://wxpay-sandbox.db".into());
     let sb = start_sandbox(listen, &db).await?;
     let host = sb.host.base_url();
+    let back_office = sb.host.admin_url();
     let sim = sb.sim.base_url().to_owned();
     let admin = &sb.admin_token;
     println!(
         "\
 wxpay sandbox is running (TEST KEYS, generated at start: never use them for real payments)
-  host:      {host}   (database {db})
+  host:      {host}   (public: /api, /notify; database {db})
+  admin:     {back_office}   (private: /admin, /metrics)
   simulator: {sim}   (WeChat Pay + login, certificate mode)
   admin token: {admin}
 
 Drive it with curl (Ctrl-C stops both):
-  H={host}; S={sim}; A={admin}
+  H={host}; B={back_office}; S={sim}; A={admin}
   # 1. the mini-program calls wx.login; the simulator issues the code
   CODE=$(curl -s -X POST $S/sim/login/code -H 'content-type: application/json' \\
          -d '{{\"openid\":\"o_sandbox_user\"}}' | sed 's/.*\"code\":\"\\([^\"]*\\)\".*/\\1/')
@@ -163,15 +172,15 @@ Drive it with curl (Ctrl-C stops both):
   TOKEN=$(curl -s -X POST $H/api/login -H 'content-type: application/json' \\
           -d \"{{\\\"code\\\":\\\"$CODE\\\"}}\" | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')
   # 3. the merchant back office creates an order (amount in fen)
-  curl -s -X POST $H/admin/orders -H \"authorization: Bearer $A\" -H 'content-type: application/json' \\
+  curl -s -X POST $B/admin/orders -H \"authorization: Bearer $A\" -H 'content-type: application/json' \\
        -d '{{\"openid\":\"o_sandbox_user\",\"amount\":100,\"description\":\"Sandbox tea\",\"out_trade_no\":\"SANDBOX0001\"}}'
   # 4. the mini-program asks for the wx.requestPayment parameters
   curl -s -X POST $H/api/orders/SANDBOX0001/pay -H \"authorization: Bearer $TOKEN\"
   # 5. the payer pays in WeChat; the simulator notifies the host
   curl -s -X POST $S/sim/orders/SANDBOX0001/pay
   # 6. the order is PAID, with its history
-  curl -s $H/admin/orders/SANDBOX0001 -H \"authorization: Bearer $A\"
-  curl -s $H/metrics"
+  curl -s $B/admin/orders/SANDBOX0001 -H \"authorization: Bearer $A\"
+  curl -s $B/metrics"
     );
     shutdown_signal().await;
     sb.host.stop().await;
@@ -211,6 +220,7 @@ fn step(n: u32, what: &str, v: &Value) {
 async fn run_demo(sb: &Sandbox) -> Result<()> {
     let http = reqwest::Client::new();
     let host = sb.host.base_url();
+    let back_office = sb.host.admin_url();
     let admin = format!("Bearer {}", sb.admin_token);
     println!("demo: host {host}, simulator {}", sb.sim.base_url());
 
@@ -234,7 +244,7 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
     let bearer = format!("Bearer {token}");
 
     let order = answer(
-        http.post(format!("{host}/admin/orders"))
+        http.post(format!("{back_office}/admin/orders"))
             .header("authorization", &admin)
             .json(
                 &json!({ "openid": openid, "amount": 1999, "description": "Demo: one pot of tea" }),
@@ -287,7 +297,7 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
         .context("notification")?;
 
     let state = answer(
-        http.get(format!("{host}/admin/orders/{no}"))
+        http.get(format!("{back_office}/admin/orders/{no}"))
             .header("authorization", &admin),
     )
     .await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wxpay_simulator::SimulatorHandle;
 
-use crate::config::{Config, PlatformKeySource, Secret};
+use crate::config::{Config, Edge, PlatformKeySource, Secret};
 
 /// A configuration that points a host at a running simulator (sandbox, demo and tests).
 ///
@@ -28,7 +28,7 @@ pub fn simulator_config(
     };
     Config {
         listen,
-        database_url: database_url.to_owned(),
+        database_url: database_url.into(),
         appid: sim.appid().to_owned(),
         appsecret: Secret::new(sim.appsecret()),
         mchid: sim.mchid().to_owned(),
@@ -48,5 +48,6 @@ pub fn simulator_config(
         http_timeout: Duration::from_secs(5),
         upstream_retries: 2,
         body_limit: 65_536,
+        edge: Edge::default(),
     }
 }

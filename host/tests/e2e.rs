@@ -764,9 +764,10 @@ async fn background_reconciler(b: Backend) {
 async fn replicas_share_one_database(b: Backend) {
     let env = Env::new(b).await;
     // A second replica on the same database, behind its own port.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let second = format!("http://{}", listener.local_addr().unwrap());
-    let replica = wxpay_host::Host::start(env.config.clone(), listener, false)
+    let listeners = wxpay_host::Listeners::loopback().await.unwrap();
+    let second = format!("http://{}", listeners.public.local_addr().unwrap());
+    let second_admin = format!("http://{}", listeners.admin.local_addr().unwrap());
+    let replica = wxpay_host::Host::start(env.config.clone(), listeners, false)
         .await
         .unwrap();
     env.ordered("o_rep", "REPLICA001", 100).await;
@@ -800,7 +801,7 @@ async fn replicas_share_one_database(b: Backend) {
     // Both replicas see the same order.
     let r = env
         .http
-        .get(format!("{second}/admin/orders/REPLICA001"))
+        .get(format!("{second_admin}/admin/orders/REPLICA001"))
         .bearer_auth(ADMIN)
         .send()
         .await

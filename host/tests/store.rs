@@ -33,7 +33,7 @@ async fn offline_state(url: &str) -> AppState {
     let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: url.to_owned(),
+        database_url: url.into(),
         appid: "wx_store".into(),
         appsecret: Secret::new("s"),
         mchid: "1900000001".into(),
@@ -56,6 +56,7 @@ async fn offline_state(url: &str) -> AppState {
         http_timeout: Duration::from_millis(200),
         upstream_retries: 0,
         body_limit: 65_536,
+        edge: wxpay_host::config::Edge::default(),
     };
     AppState::new(config).await.unwrap()
 }

@@ -1,12 +1,15 @@
 //! The mini-program's API: log in, read an own order, get `wx.requestPayment` parameters.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
+use axum::http::{Extensions, HeaderMap};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wxpay_core::v3;
 
-use super::{AppError, AuthUser, JsonBody, order_json, path_no, token_hash};
+use super::{AppError, AuthUser, Edge, JsonBody, order_json, path_no, token_hash};
 use crate::service::{AppState, orders};
 
 #[derive(Deserialize)]
@@ -15,11 +18,30 @@ pub(super) struct LoginBody {
     code: String,
 }
 
-/// `POST /api/login {code}`: exchanges a `wx.login` code for a session token.
+/// A short, non-reversible tag of an openid for logs: enough to correlate lines, not to
+/// identify the payer.
+pub(crate) fn openid_tag(openid: &str) -> String {
+    token_hash(openid)[..12].to_owned()
+}
+
+/// `POST /api/login {code}`: exchanges a `wx.login` code for a session token. Throttled per
+/// client IP before any upstream call: each call spends the mini-program's `jscode2session`
+/// quota.
 pub(super) async fn login(
     State(s): State<AppState>,
+    Extension(edge): Extension<Arc<Edge>>,
+    extensions: Extensions,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, AppError> {
+    if let Some(ip) = edge.client_ip(&extensions, &headers)
+        && let Err(wait) = edge.login.take(ip)
+    {
+        tracing::warn!(client = %ip, "login throttled");
+        return Err(AppError::Throttled {
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
     let code = body.code.trim();
     if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AppError::bad_request(
@@ -37,7 +59,7 @@ pub(super) async fn login(
     s.store
         .create_session(&token_hash(&token), &user.openid, now + ttl, now)
         .await?;
-    tracing::info!(openid = %user.openid, "user logged in");
+    tracing::info!(openid = %openid_tag(&user.openid), "user logged in");
     Ok(Json(
         json!({ "token": token, "openid": user.openid, "expires_in": ttl }),
     ))

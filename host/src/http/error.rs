@@ -40,6 +40,13 @@ pub enum AppError {
     /// 429: WeChat rate-limited the call (e.g. errcode 45011).
     #[error("rate limited, retry later")]
     RateLimited,
+    /// 429 with `Retry-After`: this client sent too many requests (login, failed admin
+    /// authentications).
+    #[error("too many requests, retry later")]
+    Throttled {
+        /// Seconds until the next attempt is allowed.
+        retry_after_secs: u64,
+    },
     /// 503: WeChat is busy or unreachable; retry later. The detail is logged.
     #[error("upstream unavailable")]
     Unavailable(String),
@@ -70,7 +77,7 @@ impl AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,7 +93,7 @@ impl AppError {
             Self::NotFound => "not_found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::RateLimited => "rate_limited",
+            Self::RateLimited | Self::Throttled { .. } => "rate_limited",
             Self::Unavailable(_) => "upstream_unavailable",
             Self::Upstream(_) => "upstream_error",
             Self::Internal(_) => "internal",
@@ -104,7 +111,14 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        if let Self::Throttled { retry_after_secs } = self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        resp
     }
 }
 

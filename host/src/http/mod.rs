@@ -4,14 +4,24 @@
 //! - [`api`]: the mini-program's API (`/api/*`, user session tokens).
 //! - [`admin`]: the back office (`/admin/*`, `WXPAY_ADMIN_TOKEN`).
 //! - [`notify`]: WeChat Pay's notifications (`/notify/*`).
-//! - [`ops`]: `/healthz`, `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`error`]: [`AppError`] (API) and [`NotifyError`] (answers to WeChat).
+//! - [`throttle`]: per-IP token buckets and the client IP behind trusted proxies.
+//!
+//! Two routers: [`public_app`] (what WeChat and the mini-program reach: `/api/*`, `/notify/*`,
+//! `/healthz`, `/readyz`) and [`admin_app`] (the money-moving back office and `/metrics`, served
+//! on the private `WXPAY_ADMIN_LISTEN` only). Both carry the body limit, a request timeout, a
+//! cap on requests in flight and request tracing.
 
 pub mod admin;
 pub mod api;
 pub mod error;
 pub mod notify;
 pub mod ops;
+pub mod throttle;
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::header;
@@ -29,27 +39,85 @@ pub use error::{AppError, NotifyError};
 use crate::domain::{Order, OutTradeNo};
 use crate::service::AppState;
 
-/// The router with every route, the body size limit and request tracing.
-pub fn app(state: AppState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
+/// Per-process throttles shared by the two routers.
+#[derive(Debug)]
+pub struct Edge {
+    /// `/api/login` per client IP.
+    pub login: throttle::Throttle,
+    /// Failed back-office authentications per client IP (10 a minute).
+    pub admin_failures: throttle::Throttle,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Edge {
+    /// The throttles configured in `state`.
+    #[must_use]
+    pub fn new(state: &AppState) -> Arc<Self> {
+        Arc::new(Self {
+            login: throttle::Throttle::new(state.config.edge.login_rate_per_min),
+            admin_failures: throttle::Throttle::new(10),
+            trusted_proxies: state.config.edge.trusted_proxies.clone(),
+        })
+    }
+
+    /// The client's IP for a request (see [`throttle::client_ip`]).
+    #[must_use]
+    pub fn client_ip(
+        &self,
+        parts_ext: &axum::http::Extensions,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<IpAddr> {
+        throttle::client_ip(
+            crate::server::peer_of(parts_ext),
+            headers,
+            &self.trusted_proxies,
+        )
+    }
+}
+
+/// The internet-facing router: `/api/*`, `/notify/*`, `/healthz`, `/readyz`; everything else,
+/// `/admin/*` included, is 404.
+pub fn public_app(state: AppState, edge: Arc<Edge>) -> Router {
+    let router = Router::new()
         .route("/api/login", post(api::login))
         .route("/api/orders/{out_trade_no}", get(api::order))
         .route("/api/orders/{out_trade_no}/pay", post(api::pay))
+        .route("/notify/pay", post(notify::pay))
+        .route("/notify/refund", post(notify::refund));
+    finish(router, state, edge)
+}
+
+/// The private back-office router: `/admin/*`, `/metrics`, `/healthz`, `/readyz`.
+pub fn admin_app(state: AppState, edge: Arc<Edge>) -> Router {
+    let router = Router::new()
         .route("/admin/orders", post(admin::create_order))
         .route("/admin/orders/{out_trade_no}", get(admin::order))
         .route("/admin/orders/{out_trade_no}/close", post(admin::close))
         .route("/admin/orders/{out_trade_no}/refund", post(admin::refund))
         .route("/admin/orders/{out_trade_no}/accept", post(admin::accept))
-        .route("/notify/pay", post(notify::pay))
-        .route("/notify/refund", post(notify::refund))
+        .route("/metrics", get(ops::metrics));
+    finish(router, state, edge)
+}
+
+fn finish(router: Router<AppState>, state: AppState, edge: Arc<Edge>) -> Router {
+    let limit = state.config.body_limit;
+    let timeout = state.config.edge.request_timeout;
+    let in_flight = state.config.edge.max_in_flight;
+    router
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz))
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             limit,
             refuse_announced_oversize,
+        ))
+        .layer(axum::Extension(edge))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(in_flight))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -119,15 +187,33 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts).ok_or(AppError::Unauthorized)?;
+        let edge = parts.extensions.get::<Arc<Edge>>().cloned();
+        let ip = edge
+            .as_ref()
+            .and_then(|e| e.client_ip(&parts.extensions, &parts.headers));
+        if let (Some(edge), Some(ip)) = (&edge, ip)
+            && edge.admin_failures.exhausted(ip)
+        {
+            return Err(AppError::Throttled {
+                retry_after_secs: 60,
+            });
+        }
         // Compare digests in constant time (also hides the length).
         let want = Sha256::digest(state.config.admin_token.expose().as_bytes());
-        let got = Sha256::digest(token.as_bytes());
+        let got = Sha256::digest(bearer(parts).unwrap_or("").as_bytes());
         if bool::from(want.as_slice().ct_eq(got.as_slice())) {
-            Ok(Self)
-        } else {
-            Err(AppError::Unauthorized)
+            return Ok(Self);
         }
+        // The token itself is never logged.
+        tracing::warn!(
+            client = %ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            path = %parts.uri.path(),
+            "back-office authentication failed"
+        );
+        if let (Some(edge), Some(ip)) = (&edge, ip) {
+            let _ = edge.admin_failures.take(ip);
+        }
+        Err(AppError::Unauthorized)
     }
 }
 

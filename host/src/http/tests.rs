@@ -20,7 +20,7 @@ async fn state() -> AppState {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", dir.join("u.db").display()),
+        database_url: format!("sqlite://{}", dir.join("u.db").display()).into(),
         appid: "wx_unit".into(),
         appsecret: Secret::new("s"),
         mchid: "1900000001".into(),
@@ -44,12 +44,26 @@ async fn state() -> AppState {
         http_timeout: std::time::Duration::from_millis(200),
         upstream_retries: 0,
         body_limit: 1024,
+        edge: crate::config::Edge::default(),
     };
     AppState::new(config).await.unwrap()
 }
 
+/// Sends `req` to the router that serves its path (admin or public), like the two listeners.
 async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app(s.clone()).oneshot(req).await.unwrap();
+    let path = req.uri().path();
+    let admin = path.starts_with("/admin") || path.starts_with("/metrics");
+    call_on(s, req, admin).await
+}
+
+async fn call_on(s: &AppState, req: Request<Body>, admin: bool) -> (StatusCode, Value) {
+    let edge = Edge::new(s);
+    let router = if admin {
+        admin_app(s.clone(), edge)
+    } else {
+        public_app(s.clone(), edge)
+    };
+    let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     (
@@ -203,4 +217,44 @@ async fn fields_are_checked_with_wechat_rules_before_anything_else() {
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn back_office_is_not_on_the_public_listener() {
+    let s = state().await;
+    for (method, uri) in [
+        ("GET", "/admin/orders/UNIT000001"),
+        ("POST", "/admin/orders"),
+        ("POST", "/admin/orders/UNIT000001/refund"),
+        ("GET", "/metrics"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer unit-admin-token-0000000000000000")
+            .body(Body::empty())
+            .unwrap();
+        let (st, _) = call_on(&s, req, false).await;
+        assert_eq!(
+            st,
+            StatusCode::NOT_FOUND,
+            "{method} {uri} on the public router"
+        );
+    }
+    // And the mini-program's API is not on the admin listener.
+    let req = Request::post("/api/login").body(Body::empty()).unwrap();
+    assert_eq!(call_on(&s, req, true).await.0, StatusCode::NOT_FOUND);
+    // Readiness: the database answers and a platform key is held (public-key mode).
+    let req = Request::get("/readyz").body(Body::empty()).unwrap();
+    let (st, v) = call_on(&s, req, false).await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{v}"
+    );
+    s.store.close().await;
+    let req = Request::get("/readyz").body(Body::empty()).unwrap();
+    let (st, v) = call_on(&s, req, false).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["reasons"][0], "database unreachable");
 }

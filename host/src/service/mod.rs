@@ -85,7 +85,7 @@ impl AppState {
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
         let metrics = Metrics::default();
         let wechat = WechatClient::new(&config, metrics.clone(), clock.clone())?;
-        let store = Store::connect(&config.database_url).await?;
+        let store = Store::connect(config.database_url.as_str()).await?;
         if wechat.certificate_mode() {
             match wechat.refresh_certificates(true).await {
                 Ok(n) => tracing::info!(certificates = n, "platform certificates loaded"),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::net::TcpListener;
 use wxpay_host::sandbox::simulator_config;
-use wxpay_host::{Config, Host};
+use wxpay_host::{Config, Host, Listeners};
 use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
 /// A notification to deliver: URL, headers, body.
@@ -128,6 +128,8 @@ pub struct Env {
     pub http: reqwest::Client,
     pub db_url: String,
     pub addr: SocketAddr,
+    /// The private admin listener (`/admin/*`, `/metrics`).
+    pub admin_addr: SocketAddr,
     pub backend: Backend,
     schema: Option<String>,
     dir: Option<std::path::PathBuf>,
@@ -161,11 +163,13 @@ impl Env {
             .await
             .expect("simulator starts");
         let (db_url, schema, dir) = fresh_db(backend).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listeners = Listeners::loopback().await.unwrap();
+        let addr = listeners.public.local_addr().unwrap();
+        let admin_addr = listeners.admin.local_addr().unwrap();
         let mut config = simulator_config(&sim, addr, &format!("http://{addr}"), &db_url, ADMIN);
+        config.edge.admin_listen = admin_addr;
         adjust(&mut config);
-        let host = Host::start(config.clone(), listener, jobs)
+        let host = Host::start(config.clone(), listeners, jobs)
             .await
             .expect("host starts");
         Self {
@@ -174,6 +178,7 @@ impl Env {
             http: reqwest::Client::new(),
             db_url,
             addr,
+            admin_addr,
             backend,
             schema,
             dir,
@@ -189,7 +194,18 @@ impl Env {
         &self.host().state
     }
 
+    /// The URL of `path`: back-office paths (`/admin/*`, `/metrics`) on the admin listener,
+    /// everything else on the public one.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/admin") || path.starts_with("/metrics") {
+            format!("http://{}{path}", self.admin_addr)
+        } else {
+            format!("http://{}{path}", self.addr)
+        }
+    }
+
+    /// The URL of `path` on the public listener, whatever it is.
+    pub fn public_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -230,11 +246,16 @@ impl Env {
 
     /// Starts a new host on the same address and database.
     pub async fn start_host(&mut self) {
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .expect("rebind same port");
+        let listeners = Listeners {
+            public: TcpListener::bind(self.addr)
+                .await
+                .expect("rebind same port"),
+            admin: TcpListener::bind(self.admin_addr)
+                .await
+                .expect("rebind same admin port"),
+        };
         self.host = Some(
-            Host::start(self.config.clone(), listener, false)
+            Host::start(self.config.clone(), listeners, false)
                 .await
                 .expect("restart"),
         );
