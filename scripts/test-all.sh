@@ -36,8 +36,12 @@ step "rustdoc -D warnings (core, host and simulator)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p wxpay-core -p wxpay-host -p wxpay-simulator
 
 step "production server (--no-default-features): no simulator, no private key inside"
-cargo build --release -p wxpay-host --no-default-features
-bin=target/release/wxpay-host
+# A debug build has the same contents as the release one (`cargo build --release -p wxpay-host
+# --no-default-features` is what the Dockerfile ships) and reuses the test build's artifacts;
+# kept aside because the workspace build below replaces target/debug/wxpay-host.
+cargo build -p wxpay-host --no-default-features
+bin=target/wxpay-host-production
+cp target/debug/wxpay-host "$bin"
 # What a compiled-in private key leaves in a binary: its PEM armour, or the base64 of the first
 # bytes of a PKCS#8 or PKCS#1 RSA key. (The bare words "PRIVATE KEY" are in every build: the PEM
 # labels the key parsers match, e.g. "expected a PRIVATE KEY or RSA PRIVATE KEY PEM".)
@@ -117,7 +121,7 @@ fi
 if command -v systemd-analyze >/dev/null; then
   # Verified against the production binary built above; an exposure above 2.0 (of 10) fails.
   unit_dir=$(mktemp -d)
-  sed "s#/usr/local/bin/wxpay-host#$root/target/release/wxpay-host#" deploy/wxpay-host.service \
+  sed "s#/usr/local/bin/wxpay-host#$root/target/wxpay-host-production#" deploy/wxpay-host.service \
     >"$unit_dir/wxpay-host.service"
   systemd-analyze verify "$unit_dir/wxpay-host.service"
   systemd-analyze security --offline=true --threshold=20 "$unit_dir/wxpay-host.service" | tail -n 1
