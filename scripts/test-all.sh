@@ -73,6 +73,12 @@ fi
 step "cargo test (workspace)"
 cargo test --workspace
 
+step "chaos harness, short form (kill -9 storm, database outage, two replicas, close/pay race)"
+# Real processes on loopback; the full run (README figures) is
+# `cargo build --release -p wxpay-host --bin wxpay-host --example chaos && target/release/examples/chaos`.
+cargo build -p wxpay-host --bin wxpay-host --example chaos
+target/debug/examples/chaos --short
+
 if [ -f scripts/test-pkg.sh ]; then
   step "npm package tests"
   bash scripts/test-pkg.sh

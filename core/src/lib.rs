@@ -37,6 +37,7 @@ pub mod b64;
 pub mod error;
 pub mod keys;
 pub mod nonce;
+pub mod open_data;
 pub mod provider;
 pub mod v2;
 pub mod v3;

@@ -217,6 +217,9 @@ pub struct Config {
     pub body_limit: usize,
     /// Listeners, timeouts and throttles of the internet-facing side.
     pub edge: Edge,
+    /// `WXPAY_DATA_KEY`: 32-byte key sealing session keys at rest (default: derived from the
+    /// APIv3 key with HKDF).
+    pub data_key: Option<Secret>,
 }
 
 type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
@@ -282,6 +285,10 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let data_key = src.get("WXPAY_DATA_KEY").map(Secret::new);
+        if data_key.as_ref().is_some_and(|k| k.expose().len() != 32) {
+            return Err(invalid("WXPAY_DATA_KEY", "must be exactly 32 bytes"));
+        }
         let edge = Edge {
             admin_listen: src.parse("WXPAY_ADMIN_LISTEN", "127.0.0.1:8081")?,
             login_rate_per_min: src.bounded("WXPAY_LOGIN_RATE_PER_MIN", 30, 1, 10_000)?,
@@ -336,6 +343,7 @@ impl Config {
             upstream_retries: src.bounded("WXPAY_UPSTREAM_RETRIES", 2, 0, 5)?,
             body_limit: src.bounded("WXPAY_BODY_LIMIT_BYTES", 65_536, 1_024, 1_048_576)?,
             edge,
+            data_key,
         })
     }
 }

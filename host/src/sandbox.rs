@@ -49,5 +49,6 @@ pub fn simulator_config(
         upstream_retries: 2,
         body_limit: 65_536,
         edge: Edge::default(),
+        data_key: None,
     }
 }

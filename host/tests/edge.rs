@@ -179,3 +179,98 @@ async fn back_office_is_private_and_guessing_is_throttled() {
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_data_is_decrypted_with_the_sealed_session_key() {
+    let env = env_with(|_| {}).await;
+    let token = env.login("o_open").await;
+    // The session key is stored sealed, never in clear.
+    let stored = env
+        .state()
+        .store
+        .session_key("o_open")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.starts_with("v1."), "{stored}");
+    let (data, iv) = env
+        .sim
+        .open_data(
+            "o_open",
+            json!({ "phoneNumber": "13800138000", "countryCode": "86" }),
+        )
+        .unwrap();
+    let (st, v) = env
+        .post(
+            "/api/user/decrypt",
+            Some(&token),
+            json!({ "encryptedData": data, "iv": iv }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["phoneNumber"], "13800138000");
+    assert_eq!(v["watermark"]["appid"], env.sim.appid());
+    // Another user's data does not decrypt under this user's key.
+    env.login("o_other").await;
+    let (data, iv) = env.sim.open_data("o_other", json!({ "x": 1 })).unwrap();
+    let (st, v) = env
+        .post(
+            "/api/user/decrypt",
+            Some(&token),
+            json!({ "encryptedData": data, "iv": iv }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("undecryptable")),
+        "{v}"
+    );
+    // Without a token: 401.
+    let (st, _) = env
+        .post(
+            "/api/user/decrypt",
+            None,
+            json!({ "encryptedData": "", "iv": "" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_data_for_another_app_is_refused() {
+    let env = env_with(|_| {}).await;
+    let token = env.login("o_wm").await;
+    // Encrypted the WeChat way under this user's key, but watermarked for another AppID.
+    let key = {
+        let stored = env
+            .state()
+            .store
+            .session_key("o_wm")
+            .await
+            .unwrap()
+            .unwrap();
+        env.state().data_key.open(&stored).unwrap()
+    };
+    let iv = "r7BXXKkLb8qrSNn05n0qiA==";
+    let plain = json!({ "x": 1, "watermark": { "appid": "wx_someone_else", "timestamp": 1 } });
+    let data =
+        wxpay_core::open_data::encrypt_open_data(key.expose(), plain.to_string().as_bytes(), iv)
+            .unwrap();
+    let (st, v) = env
+        .post(
+            "/api/user/decrypt",
+            Some(&token),
+            json!({ "encryptedData": data, "iv": iv }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("watermark"),
+        "{v}"
+    );
+    env.finish().await;
+}

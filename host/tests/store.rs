@@ -57,6 +57,7 @@ async fn offline_state(url: &str) -> AppState {
         upstream_retries: 0,
         body_limit: 65_536,
         edge: wxpay_host::config::Edge::default(),
+        data_key: None,
     };
     AppState::new(config).await.unwrap()
 }

@@ -986,6 +986,36 @@ impl SimulatorHandle {
         self.shared.console_refund(out_trade_no, amount)
     }
 
+    /// Encrypts `data` as mini-program open data for `openid` the way WeChat does
+    /// (AES-128-CBC under the session key last issued to that user, with a
+    /// `watermark {appid, timestamp}` added): returns `(encryptedData, iv)`.
+    ///
+    /// # Errors
+    /// [`SimulatorError::Unsupported`] when the user never logged in.
+    pub fn open_data(
+        &self,
+        openid: &str,
+        mut data: serde_json::Value,
+    ) -> Result<(String, String), SimulatorError> {
+        let key = self
+            .shared
+            .world()
+            .session_keys
+            .get(openid)
+            .cloned()
+            .ok_or(SimulatorError::Unsupported(
+                "open data for a user who never logged in",
+            ))?;
+        data["watermark"] =
+            serde_json::json!({ "appid": self.appid(), "timestamp": self.shared.now() });
+        let mut iv = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut rng(), &mut iv);
+        let iv = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, iv);
+        let ct = wxpay_core::open_data::encrypt_open_data(&key, data.to_string().as_bytes(), &iv)
+            .map_err(|_| SimulatorError::Unsupported("open data encryption"))?;
+        Ok((ct, iv))
+    }
+
     /// How many order queries (by `out_trade_no`, or by the order's `transaction_id`) the
     /// simulator has answered for this order, 404s included; forced `/v3` failures are not
     /// counted.

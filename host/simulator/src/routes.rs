@@ -615,10 +615,13 @@ async fn jscode2session(State(shared): Sim, Query(q): Query<HashMap<String, Stri
         .entry(openid.clone())
         .or_insert_with(|| format!("oU{}", &wxpay_core::nonce::nonce_str(&mut rng)[..26]))
         .clone();
-    drop(world);
     let mut key = [0u8; 16];
     rand_core::Rng::fill_bytes(&mut rng, &mut key);
     let session_key = base64::engine::general_purpose::STANDARD.encode(key);
+    world
+        .session_keys
+        .insert(openid.clone(), session_key.clone());
+    drop(world);
     reply(json!({ "openid": openid, "session_key": session_key, "unionid": unionid }))
 }
 

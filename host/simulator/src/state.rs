@@ -434,6 +434,8 @@ pub(crate) struct World {
     pub codes: HashMap<String, LoginCode>,
     /// openid → unionid.
     pub unionids: HashMap<String, String>,
+    /// The session key last issued to each openid by `jscode2session`.
+    pub session_keys: HashMap<String, String>,
     /// errcodes the next `jscode2session` calls answer with, in order.
     pub login_failures: VecDeque<i64>,
     /// `(status, code)` the next `/v3` calls answer with, in order.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wxpay_core::v3;
 
 use super::{AppError, AuthUser, Edge, JsonBody, order_json, path_no, token_hash};
-use crate::service::{AppState, orders};
+use crate::service::{AppState, orders, users};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,20 +49,41 @@ pub(super) async fn login(
             "code must be a wx.login code",
         ));
     }
-    let user = s.wechat.jscode2session(code).await?;
-    let now = s.now();
-    s.store.upsert_user(&user, now).await?;
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| AppError::Internal(format!("os rng: {e}")))?;
-    let token = hex::encode(raw);
-    let ttl = i64::try_from(s.config.session_ttl.as_secs()).unwrap_or(7200);
-    s.store
-        .create_session(&token_hash(&token), &user.openid, now + ttl, now)
-        .await?;
-    tracing::info!(openid = %openid_tag(&user.openid), "user logged in");
-    Ok(Json(
-        json!({ "token": token, "openid": user.openid, "expires_in": ttl }),
-    ))
+    let session = users::login(&s, code).await?;
+    tracing::info!(openid = %openid_tag(&session.openid), "user logged in");
+    Ok(Json(json!({
+        "token": session.token,
+        "openid": session.openid,
+        "expires_in": session.expires_in,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DecryptBody {
+    encrypted_data: String,
+    iv: String,
+}
+
+/// `POST /api/user/decrypt {encryptedData, iv}`: the mini-program's open data (e.g. from
+/// `getPhoneNumber`, `wx.getWeRunData`), decrypted with the user's session key and checked to
+/// carry this mini-program's `watermark.appid`.
+pub(super) async fn decrypt(
+    State(s): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody<DecryptBody>,
+) -> Result<Json<Value>, AppError> {
+    if body.encrypted_data.len() > 16_384 || body.iv.len() > 64 {
+        return Err(AppError::bad_request(
+            "invalid_field",
+            "encryptedData or iv too long",
+        ));
+    }
+    match users::decrypt_open_data(&s, &user.openid, &body.encrypted_data, &body.iv).await? {
+        Ok(v) => Ok(Json(v)),
+        Err(e @ users::OpenDataError::NoSessionKey) => Err(AppError::Conflict(e.to_string())),
+        Err(e) => Err(AppError::bad_request("undecryptable", e.to_string())),
+    }
 }
 
 /// `GET /api/orders/{no}`: the user's own order.

@@ -83,6 +83,7 @@ pub fn public_app(state: AppState, edge: Arc<Edge>) -> Router {
         .route("/api/login", post(api::login))
         .route("/api/orders/{out_trade_no}", get(api::order))
         .route("/api/orders/{out_trade_no}/pay", post(api::pay))
+        .route("/api/user/decrypt", post(api::decrypt))
         .route("/notify/pay", post(notify::pay))
         .route("/notify/refund", post(notify::refund));
     finish(router, state, edge)

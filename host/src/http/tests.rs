@@ -45,6 +45,7 @@ async fn state() -> AppState {
         upstream_retries: 0,
         body_limit: 1024,
         edge: crate::config::Edge::default(),
+        data_key: None,
     };
     AppState::new(config).await.unwrap()
 }

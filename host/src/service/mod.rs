@@ -12,6 +12,7 @@ pub mod orders;
 pub mod payments;
 pub mod reconcile;
 pub mod refunds;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The clock every decision uses.
     pub clock: Arc<dyn Clock>,
+    /// Seals session keys at rest.
+    pub data_key: users::DataKey,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,6 +65,9 @@ pub enum InitError {
     /// The platform certificates are unusable for this merchant (e.g. 404 in public-key mode).
     #[error("{0}")]
     Upstream(UpstreamError),
+    /// `WXPAY_DATA_KEY` is unusable.
+    #[error("WXPAY_DATA_KEY: {0}")]
+    DataKey(wxpay_core::Error),
     /// The listening socket is unusable.
     #[error("WXPAY_LISTEN: {0}")]
     Listen(std::io::Error),
@@ -84,6 +90,8 @@ impl AppState {
     /// [`InitError`] naming the failing setting.
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
         let metrics = Metrics::default();
+        let data_key = users::DataKey::new(config.data_key.as_ref(), &config.api_v3_key)
+            .map_err(InitError::DataKey)?;
         let wechat = WechatClient::new(&config, metrics.clone(), clock.clone())?;
         let store = Store::connect(config.database_url.as_str()).await?;
         if wechat.certificate_mode() {
@@ -99,6 +107,7 @@ impl AppState {
             wechat,
             metrics,
             clock,
+            data_key,
         })))
     }
 

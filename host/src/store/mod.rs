@@ -257,6 +257,19 @@ impl Store {
         Ok(())
     }
 
+    /// The stored (sealed) session key of a user.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn session_key(&self, openid: &str) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT session_key FROM users WHERE openid = $1")
+                .bind(openid)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
     /// Whether a user with this openid has logged in.
     ///
     /// # Errors
