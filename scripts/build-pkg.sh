@@ -95,7 +95,10 @@ fi
 # otherwise overwrite (and rebuild) the JS artifact on every run.
 if [ "${SKIP_CABI:-0}" != 1 ]; then
   log "cargo build wxpay-wasm (c-abi) for wasm32"
-  "${size_profile[@]}" cargo build "${size_config[@]}" -p wxpay-wasm --release \
+  # The function table is exported and growable so that a host may append its own crypto
+  # functions (optional; see wasm/src/c_abi/host.rs and wasm/README.md).
+  "${size_profile[@]}" RUSTFLAGS="-C link-arg=--export-table -C link-arg=--growable-table" \
+    cargo build "${size_config[@]}" -p wxpay-wasm --release \
     --target wasm32-unknown-unknown --no-default-features --features c-abi \
     --target-dir "$target_dir/cabi"
   cabi_raw="$target_dir/cabi/wasm32-unknown-unknown/release/wxpay_wasm.wasm"

@@ -36,6 +36,7 @@ fn module_path() -> Option<PathBuf> {
 /// One instance of the module and its three exports.
 struct Wasm {
     store: Store<()>,
+    instance: Instance,
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     free: TypedFunc<(u32, u32), ()>,
@@ -80,6 +81,7 @@ impl Wasm {
             .expect("wxpay_call(i32, i32) -> i64");
         Self {
             store,
+            instance,
             memory,
             alloc,
             free,
@@ -514,4 +516,169 @@ fn wasm_runner_follows_the_req_info_contract() {
     assert_eq!(total, 3);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].contains("/ wrong fields:"), "{failures:?}");
+}
+
+/// Optional host crypto: the test host appends RSA signing and AES-GCM (native, the core's
+/// default provider) to the module's function table, installs them, and gets the same bytes as
+/// the pure-wasm provider — faster. (The speed is printed, not asserted.)
+#[test]
+fn host_supplied_rsa_and_aes_gcm_through_the_function_table() {
+    use wasmtime::{Func, Ref};
+    use wxpay_core::provider::{RsaPrivateKey, default_provider};
+
+    let Some((engine, module)) = load() else {
+        return;
+    };
+    let mut w = Wasm::new(&engine, &module);
+    let table = w
+        .instance
+        .get_table(&mut w.store, "__indirect_function_table")
+        .expect("the C-ABI module exports its function table");
+    // Host state lives outside the store (its data type is `()`): keys by handle.
+    let keys: std::sync::Arc<std::sync::Mutex<Vec<Box<dyn RsaPrivateKey>>>> = Default::default();
+    let memory = w.memory;
+    let k = keys.clone();
+    let rsa_key = Func::wrap(
+        &mut w.store,
+        move |mut c: Caller<'_, ()>, ptr: u32, len: u32| -> i32 {
+            let mut der = vec![0u8; len as usize];
+            if memory.read(&c, ptr as usize, &mut der).is_err() {
+                return -1;
+            }
+            let _ = &mut c;
+            match default_provider().private_key(&der) {
+                Ok(key) => {
+                    let mut k = k.lock().expect("lock");
+                    k.push(key);
+                    i32::try_from(k.len() - 1).unwrap_or(-1)
+                }
+                Err(_) => -1,
+            }
+        },
+    );
+    let k = keys.clone();
+    let rsa_sign = Func::wrap(
+        &mut w.store,
+        move |mut c: Caller<'_, ()>, h: i32, mp: u32, ml: u32, op: u32, cap: u32| -> i32 {
+            let mut msg = vec![0u8; ml as usize];
+            if memory.read(&c, mp as usize, &mut msg).is_err() {
+                return -1;
+            }
+            let keys = k.lock().expect("lock");
+            let Some(key) = usize::try_from(h).ok().and_then(|h| keys.get(h)) else {
+                return -1;
+            };
+            let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+            match key.sign_pkcs1v15_sha256(&mut rng, &msg) {
+                Ok(sig) if sig.len() <= cap as usize => {
+                    if memory.write(&mut c, op as usize, &sig).is_err() {
+                        return -1;
+                    }
+                    i32::try_from(sig.len()).unwrap_or(-1)
+                }
+                _ => -1,
+            }
+        },
+    );
+    let key_free = Func::wrap(&mut w.store, |_: Caller<'_, ()>, _h: i32| {});
+    let aes_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = aes_calls.clone();
+    #[allow(clippy::too_many_arguments)]
+    let aes = Func::wrap(
+        &mut w.store,
+        move |mut c: Caller<'_, ()>,
+              kp: u32,
+              np: u32,
+              ap: u32,
+              al: u32,
+              cp: u32,
+              cl: u32,
+              op: u32|
+              -> i32 {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (mut key, mut nonce) = ([0u8; 32], [0u8; 12]);
+            let (mut aad, mut ct) = (vec![0u8; al as usize], vec![0u8; cl as usize]);
+            for (p, buf) in [
+                (kp, &mut key[..]),
+                (np, &mut nonce[..]),
+                (ap, &mut aad[..]),
+                (cp, &mut ct[..]),
+            ] {
+                if memory.read(&c, p as usize, buf).is_err() {
+                    return -1;
+                }
+            }
+            match default_provider().aes_256_gcm_decrypt(&key, &nonce, &aad, &ct) {
+                Some(Ok(pt)) if memory.write(&mut c, op as usize, &pt).is_ok() => {
+                    i32::try_from(pt.len()).unwrap_or(-1)
+                }
+                _ => -1,
+            }
+        },
+    );
+    let mut slot = |f: Func| -> u64 {
+        table
+            .grow(&mut w.store, 1, Ref::Func(Some(f)))
+            .expect("the table grows")
+    };
+    let (i_key, i_sign, i_free, i_aes) = (slot(rsa_key), slot(rsa_sign), slot(key_free), slot(aes));
+    // A half-supplied RSA is refused; the whole set is accepted.
+    assert_eq!(
+        w.call(&json!({"op": "host_crypto.install", "rsa_key": i_key})),
+        Err("malformed".to_owned())
+    );
+    w.ok(
+        &json!({"op": "host_crypto.install", "rsa_key": i_key, "rsa_sign": i_sign,
+        "rsa_key_free": i_free, "aes_256_gcm_decrypt": i_aes}),
+    );
+
+    let pem =
+        std::fs::read_to_string(fixtures_dir().join("keys/merchant_private_key.pem")).expect("key");
+    let signer = |w: &mut Wasm, provider: &str| {
+        w.ok(
+            &json!({"op": "merchant_signer.new", "pem": pem, "mchid": "1", "serial_no": "S",
+            "provider": provider}),
+        )
+    };
+    let (host, rust) = (signer(&mut w, "host"), signer(&mut w, "rust"));
+    let time = |w: &mut Wasm, h: &Value, n: u32| {
+        let t = std::time::Instant::now();
+        let mut last = Value::Null;
+        for i in 0..n {
+            last = w.ok(&json!({"op": "merchant_signer.sign", "handle": h, "message": format!("m{}", i % 2)}));
+        }
+        (last, f64::from(n) / t.elapsed().as_secs_f64())
+    };
+    let (a, host_rate) = time(&mut w, &host, 20);
+    let (b, rust_rate) = time(&mut w, &rust, 4);
+    assert_eq!(a, b, "host and pure-wasm signatures are the same bytes");
+    println!(
+        "C-ABI sign/s (debug host build): host-supplied {host_rate:.0}, pure wasm {rust_rate:.1}"
+    );
+    // The decryption vectors through the host's AES-GCM: same plaintexts, same error codes.
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("v3_decrypt.json")).expect("read"),
+    )
+    .expect("json");
+    for case in file["cases"].as_array().expect("cases") {
+        let (got, pt) = code(w.call(
+            &json!({"op": "v3.decrypt", "api_v3_key": case["api_v3_key"],
+            "nonce": case["nonce"], "associated_data": case["associated_data"],
+            "ciphertext": case["ciphertext"]}),
+        ));
+        assert_eq!(
+            got,
+            case["expected"].as_str().unwrap_or("ok"),
+            "{}",
+            case["name"]
+        );
+        if let Some(pt) = pt {
+            assert_eq!(pt, case["plaintext"], "{}", case["name"]);
+        }
+    }
+    assert!(
+        aes_calls.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "host AES-GCM was used"
+    );
+    assert_eq!(keys.lock().expect("lock").len(), 1);
 }

@@ -93,3 +93,31 @@ def test_garbage_is_an_error_not_a_trap(wx):
     with pytest.raises(WxpayError) as e:
         wx.call("no.such.op")
     assert e.value.code == "malformed"
+
+
+def test_host_supplied_crypto_signs_the_same_bytes_faster():
+    # A fresh instance: installing host crypto is per instance.
+    from wxpay import Wxpay
+
+    wx = Wxpay.load()
+    wx.use_host_crypto()
+    pem = (KEYS / "merchant_private_key.pem").read_text()
+    host = wx.merchant_signer(pem, "1", "S", provider="host")
+    rust = wx.merchant_signer(pem, "1", "S")
+
+    def rate(signer, n):
+        t = time.perf_counter()
+        for i in range(n):
+            sig = signer.sign(f"m{i % 2}")
+        return sig, n / (time.perf_counter() - t)
+
+    (a, host_rate), (b, rust_rate) = rate(host, 200), rate(rust, 4)
+    assert a == b
+    print(f"C-ABI sign/s from Python: host (OpenSSL) {host_rate:.0f}, pure wasm {rust_rate:.1f}")
+    case = json.loads((fixtures_dir() / "v3_decrypt.json").read_text())["cases"]
+    for c in case:
+        try:
+            got = wx.v3_decrypt(c["api_v3_key"], c["nonce"], c["associated_data"], c["ciphertext"])
+            assert c["expected"] == "ok" and got == c["plaintext"], c["name"]
+        except WxpayError as e:
+            assert e.code == c["expected"], c["name"]

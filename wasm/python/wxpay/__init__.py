@@ -68,10 +68,68 @@ class Wxpay:
         )
         instance = linker.instantiate(self._store, module)
         exports = instance.exports(self._store)
+        self._exports = exports
         self._memory = exports["memory"]
         self._alloc = exports["wxpay_alloc"]
         self._free = exports["wxpay_free"]
         self._call = exports["wxpay_call"]
+
+    def use_host_crypto(self) -> None:
+        """Signs RSA and decrypts AES-256-GCM with the ``cryptography`` package (OpenSSL) instead
+        of the module's pure-Rust code: its functions are appended to the module's function table
+        and installed with ``host_crypto.install`` (``wasm/src/c_abi/host.rs``). Keys created
+        afterwards with ``provider="host"`` sign at OpenSSL's speed; the bytes are the same."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        memory, keys = self._memory, {}
+        i32 = wasmtime.ValType.i32()
+
+        def read(caller, ptr: int, n: int) -> bytes:
+            return bytes(memory.read(caller, ptr, ptr + n))
+
+        def rsa_key(caller, ptr, n):
+            try:
+                key = serialization.load_der_private_key(read(caller, ptr, n), password=None)
+            except ValueError:
+                return -1
+            handle = len(keys) + 1
+            keys[handle] = key
+            return handle
+
+        def rsa_sign(caller, handle, mp, ml, op, cap):
+            key = keys.get(handle)
+            if key is None:
+                return -1
+            sig = key.sign(read(caller, mp, ml), padding.PKCS1v15(), hashes.SHA256())
+            if len(sig) > cap:
+                return -1
+            memory.write(caller, sig, op)
+            return len(sig)
+
+        def rsa_key_free(caller, handle):
+            keys.pop(handle, None)
+
+        def aes(caller, kp, np, ap, al, cp, cl, op):
+            try:
+                pt = AESGCM(read(caller, kp, 32)).decrypt(read(caller, np, 12), read(caller, cp, cl),
+                                                          read(caller, ap, al))
+            except Exception:  # InvalidTag: a wrong key, nonce, AAD or ciphertext
+                return -1
+            memory.write(caller, pt, op)
+            return len(pt)
+
+        table = self._exports["__indirect_function_table"]
+        slots = {}
+        for name, fn, params, results in [
+            ("rsa_key", rsa_key, 2, [i32]), ("rsa_sign", rsa_sign, 5, [i32]),
+            ("rsa_key_free", rsa_key_free, 1, []), ("aes_256_gcm_decrypt", aes, 7, [i32]),
+        ]:
+            func = wasmtime.Func(self._store, wasmtime.FuncType([i32] * params, results), fn,
+                                 access_caller=True)
+            slots[name] = table.grow(self._store, 1, func)
+        self.call("host_crypto.install", **slots)
 
     @classmethod
     def load(cls, module_path: str | os.PathLike[str] | None = None) -> "Wxpay":
@@ -96,10 +154,13 @@ class Wxpay:
 
     # Keys ------------------------------------------------------------------------------------
 
-    def merchant_signer(self, pem: str, mchid: str, serial_no: str) -> "MerchantSigner":
-        """Parses ``apiclient_key.pem`` (PKCS#8 or PKCS#1) once."""
+    def merchant_signer(self, pem: str, mchid: str, serial_no: str,
+                        provider: str = "rust") -> "MerchantSigner":
+        """Parses ``apiclient_key.pem`` (PKCS#8 or PKCS#1) once; ``provider="host"`` signs with
+        the host's functions (:meth:`use_host_crypto`)."""
         return MerchantSigner(self, self.call("merchant_signer.new", pem=pem, mchid=mchid,
-                                              serial_no=serial_no), mchid, serial_no)
+                                              serial_no=serial_no, provider=provider),
+                              mchid, serial_no)
 
     def platform_keys(self) -> "PlatformKeys":
         """An empty set of WeChat Pay platform keys (certificates and ``PUB_KEY_ID_…``)."""

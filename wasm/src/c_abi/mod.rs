@@ -4,6 +4,7 @@
 //! imports one function, `wxpay_host.random_get(ptr, len) -> i32`, for every random byte
 //! (RSA blinding, nonces, OAEP padding). RSA is the core's pure-Rust provider.
 
+pub mod host;
 pub mod ops;
 
 #[cfg(target_arch = "wasm32")]

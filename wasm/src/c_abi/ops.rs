@@ -96,20 +96,29 @@ impl State {
                 let HandleArg { handle } = args(req)?;
                 ok(json!(self.handles.remove(&handle).is_some()))
             }
+            "host_crypto.install" => {
+                let f: super::host::HostFunctions = args(req)?;
+                super::host::install(f)?;
+                ok(json!(true))
+            }
             "merchant_signer.new" => {
                 #[derive(Deserialize)]
                 struct A {
                     pem: String,
                     mchid: String,
                     serial_no: String,
+                    /// `rust` (default) or `host` (RSA signing by the host's functions).
+                    #[serde(default)]
+                    provider: Option<String>,
                 }
                 let a: A = args(req)?;
-                let s = MerchantSigner::from_pem(
-                    &rustcrypto::PROVIDER,
-                    &a.pem,
-                    &a.mchid,
-                    &a.serial_no,
-                )?;
+                let provider: &'static dyn wxpay_core::CryptoProvider =
+                    match a.provider.as_deref().unwrap_or("rust") {
+                        "rust" => &rustcrypto::PROVIDER,
+                        "host" => &super::host::PROVIDER,
+                        _ => return Err(Error::Malformed("provider must be \"rust\" or \"host\"")),
+                    };
+                let s = MerchantSigner::from_pem(provider, &a.pem, &a.mchid, &a.serial_no)?;
                 ok(json!(self.insert(Handle::Signer(s))?))
             }
             "merchant_signer.sign" => {
@@ -249,7 +258,8 @@ impl State {
                     v3::verify_response(keys, &headers, a.body.as_bytes(), a.now)?;
                     return ok(Value::Null);
                 }
-                let key = v3::ApiV3Key::new(a.api_v3_key.as_deref().unwrap_or_default())?;
+                let key = v3::ApiV3Key::new(a.api_v3_key.as_deref().unwrap_or_default())?
+                    .with_provider(&super::host::PROVIDER);
                 let n = v3::verify_notification(keys, &key, &headers, a.body.as_bytes(), a.now)?;
                 ok(to_value(&n))
             }
@@ -297,7 +307,7 @@ impl State {
                     plaintext: String,
                 }
                 let a: A = args(req)?;
-                let key = v3::ApiV3Key::new(&a.api_v3_key)?;
+                let key = v3::ApiV3Key::new(&a.api_v3_key)?.with_provider(&super::host::PROVIDER);
                 if op == "v3.decrypt" {
                     ok(json!(aead::decrypt(
                         &key,
@@ -558,6 +568,26 @@ mod tests {
             call(&mut s, json!({"op": "platform_keys.serials", "handle": h}))["ok"],
             json!([serial])
         );
+    }
+
+    #[test]
+    fn host_crypto_is_refused_when_half_supplied_or_native() {
+        let mut s = State::default();
+        let half = call(&mut s, json!({"op": "host_crypto.install", "rsa_key": 3}));
+        assert_eq!(half["error"]["code"], "malformed");
+        // Natively there is no function table to call through.
+        let all = call(
+            &mut s,
+            json!({"op": "host_crypto.install", "rsa_key": 3, "rsa_sign": 4}),
+        );
+        assert_eq!(all["error"]["code"], "malformed");
+        let pem = include_str!("../../../tests/vectors/keys/merchant_private_key.pem");
+        let host = call(
+            &mut s,
+            json!({"op": "merchant_signer.new", "pem": pem, "mchid": "1", "serial_no": "S",
+                   "provider": "host"}),
+        );
+        assert_eq!(host["error"]["code"], "invalid_key");
     }
 
     #[test]
