@@ -136,4 +136,13 @@ else
   echo "systemd-analyze: skipped (not installed)"
 fi
 
+step "fuzz smoke (core/fuzz, 5 s per target; only with a nightly toolchain)"
+# ~3.5 min here with cargo-fuzz installed (mostly the instrumented build); installing cargo-fuzz
+# the first time adds ~2.5 min.
+if rustup toolchain list | grep -q '^nightly'; then
+  bash scripts/fuzz.sh 5
+else
+  echo "fuzz smoke: skipped (no nightly toolchain)"
+fi
+
 step "all checks passed"

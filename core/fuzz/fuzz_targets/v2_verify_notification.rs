@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let order = if mode & 1 == 0 { SignType::Md5 } else { SignType::HmacSha256 };
+    let order = if mode & 1 == 0 {
+        SignType::Md5
+    } else {
+        SignType::HmacSha256
+    };
     let xml = common::text(rest);
     let key = ApiV2Key::new(common::API_V2_KEY);
     let _ = v2::verify_notification(&xml, &key, order);
