@@ -8,6 +8,8 @@
 #
 # Needs a nightly toolchain; installs cargo-fuzz when missing. The targets are built once
 # (`cargo fuzz build`) and the binaries run directly, so SECONDS is fuzzing time, not build time.
+# FUZZ_SANITIZER (default `none`): the core is `#![forbid(unsafe_code)]` over pure-Rust crypto, so
+# AddressSanitizer finds little there and costs ~2x the executions; set it to `address` to use it.
 set -euo pipefail
 
 secs="${1:-60}"
@@ -64,10 +66,10 @@ put("open_data", "tiihtNczf5v6AKRyjwEUhQ==",
     "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==",
     "r7BXXKkLb8qrSNn05n0qiA==")
 PY
-echo "seeds: $(du -sh corpus | cut -f1) in $(find corpus -type f | wc -l) files"
+echo "corpus (seeds + what earlier runs found): $(du -sh corpus | cut -f1) in $(find corpus -type f | wc -l) files"
 
 targets=$(cargo +nightly fuzz list)
-cargo +nightly fuzz build -O 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
+cargo +nightly fuzz build -O --sanitizer "${FUZZ_SANITIZER:-none}" 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
 triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 bindir="$fuzz/target/$triple/release"
 
