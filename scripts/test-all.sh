@@ -136,13 +136,14 @@ else
   echo "systemd-analyze: skipped (not installed)"
 fi
 
-step "fuzz smoke (core/fuzz, 5 s per target; only with a nightly toolchain)"
-# ~3.5 min here with cargo-fuzz installed (mostly the instrumented build); installing cargo-fuzz
-# the first time adds ~2.5 min.
-if rustup toolchain list | grep -q '^nightly'; then
-  bash scripts/fuzz.sh 5
+step "fuzz smoke (core/fuzz, 3 s per target; with a nightly toolchain and cargo-fuzz)"
+# ~3.5 min here (mostly the instrumented build). Installing cargo-fuzz costs another ~2.5 min,
+# which would push a run from a clean machine near the 30-minute budget, so CI only uses it when
+# present; `bash scripts/fuzz.sh SECONDS` installs it and runs every target (README: Fuzzing).
+if rustup toolchain list | grep -q '^nightly' && cargo fuzz --version >/dev/null 2>&1; then
+  bash scripts/fuzz.sh 3
 else
-  echo "fuzz smoke: skipped (no nightly toolchain)"
+  echo "fuzz smoke: skipped (needs a nightly toolchain and cargo-fuzz; run: bash scripts/fuzz.sh 60)"
 fi
 
 step "all checks passed"
