@@ -5,7 +5,19 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-step() { printf '\n== test-all: %s\n' "$*"; }
+# Each step prints how long the previous one took, and the end prints the table, so that the
+# 30-minute budget is watched where it is spent.
+timings=()
+step_name=""
+step_start=$SECONDS
+step() {
+  if [ -n "$step_name" ]; then
+    timings+=("$(printf '%5ds  %s' $((SECONDS - step_start)) "$step_name")")
+  fi
+  step_name="$*"
+  step_start=$SECONDS
+  printf '\n== test-all: %s  [%ds]\n' "$*" "$SECONDS"
+}
 
 step "set-up"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -147,3 +159,5 @@ else
 fi
 
 step "all checks passed"
+printf '\n== test-all: time per step (total %ds)\n' "$SECONDS"
+printf '%s\n' "${timings[@]}"
