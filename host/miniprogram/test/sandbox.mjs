@@ -42,7 +42,7 @@ export async function startSandbox({ env = {}, args = [], timeoutMs = 60_000 } =
   });
   const exited = new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
 
-  const urls = await new Promise((res, rej) => {
+  const ready = new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`sandbox did not start in ${timeoutMs} ms\n${stdout}\n${stderr}`)), timeoutMs);
     const parse = () => {
       const pick = (re) => stdout.match(re)?.[1];
@@ -66,6 +66,15 @@ export async function startSandbox({ env = {}, args = [], timeoutMs = 60_000 } =
       rej(new Error(`sandbox exited (${code ?? signal}) before it was ready\n${stdout}\n${stderr}`));
     });
   });
+
+  let urls;
+  try {
+    urls = await ready;
+  } catch (e) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
 
   return {
     ...urls,
