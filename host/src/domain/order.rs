@@ -218,7 +218,7 @@ impl Order {
 }
 
 /// A refund row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Refund {
     /// Merchant refund number.
     pub out_refund_no: String,

@@ -4,7 +4,8 @@
 //! - [`api`]: the mini-program's API (`/api/*`, user session tokens).
 //! - [`admin`]: the back office (`/admin/*`, `WXPAY_ADMIN_TOKEN`).
 //! - [`notify`]: WeChat Pay's notifications (`/notify/*`).
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers' own attributes.
 //! - [`error`]: [`AppError`] (API) and [`NotifyError`] (answers to WeChat).
 //! - [`throttle`]: per-IP token buckets and the client IP behind trusted proxies.
 //!
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod api;
 pub mod error;
 pub mod notify;
+pub mod openapi;
 pub mod ops;
 pub mod throttle;
 
@@ -27,16 +29,18 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::{AppError, NotifyError};
 
-use crate::domain::{Order, OutTradeNo};
+use crate::domain::{Order, OrderState, OutTradeNo};
 use crate::service::AppState;
 
 /// Per-process throttles shared by the two routers.
@@ -48,7 +52,13 @@ pub struct Edge {
     pub admin_failures: throttle::Throttle,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `/api/orders/{no}/sync`: one WeChat query per order every [`SYNC_WINDOW`].
+    pub sync: throttle::OncePer,
 }
+
+/// How often `/api/orders/{no}/sync` may query WeChat for one order; asked more often, it answers
+/// the stored order.
+pub const SYNC_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Edge {
     /// The throttles configured in `state`.
@@ -58,6 +68,7 @@ impl Edge {
             login: throttle::Throttle::new(state.config.edge.login_rate_per_min),
             admin_failures: throttle::Throttle::new(10),
             trusted_proxies: state.config.edge.trusted_proxies.clone(),
+            sync: throttle::OncePer::new(SYNC_WINDOW),
         })
     }
 
@@ -76,29 +87,59 @@ impl Edge {
     }
 }
 
+/// The internet-facing routes: `/api/*`, `/notify/*`, `/healthz`, `/readyz`.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::login))
+        .routes(routes!(api::order))
+        .routes(routes!(api::pay))
+        .routes(routes!(api::sync))
+        .routes(routes!(api::decrypt))
+        .routes(routes!(notify::pay))
+        .routes(routes!(notify::refund))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+}
+
+/// The back-office routes: `/admin/*`, `/metrics`, `/openapi.json`, `/healthz`, `/readyz`.
+fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin::create_order))
+        .routes(routes!(admin::order))
+        .routes(routes!(admin::close))
+        .routes(routes!(admin::refund))
+        .routes(routes!(admin::accept))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+}
+
+/// The OpenAPI document of both listeners, as generated from the routes they serve.
+#[must_use]
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, public) = public_routes().split_for_parts();
+    let (_, admin) = admin_routes().split_for_parts();
+    openapi::document(public, admin)
+}
+
 /// The internet-facing router: `/api/*`, `/notify/*`, `/healthz`, `/readyz`; everything else,
 /// `/admin/*` included, is 404.
 pub fn public_app(state: AppState, edge: Arc<Edge>) -> Router {
-    let router = Router::new()
-        .route("/api/login", post(api::login))
-        .route("/api/orders/{out_trade_no}", get(api::order))
-        .route("/api/orders/{out_trade_no}/pay", post(api::pay))
-        .route("/api/user/decrypt", post(api::decrypt))
-        .route("/notify/pay", post(notify::pay))
-        .route("/notify/refund", post(notify::refund));
+    let (router, _) = public_routes().split_for_parts();
     finish(router, state, edge)
 }
 
-/// The private back-office router: `/admin/*`, `/metrics`, `/healthz`, `/readyz`.
+/// The private back-office router: `/admin/*`, `/metrics`, `/openapi.json`, `/healthz`,
+/// `/readyz`.
 pub fn admin_app(state: AppState, edge: Arc<Edge>) -> Router {
-    let router = Router::new()
-        .route("/admin/orders", post(admin::create_order))
-        .route("/admin/orders/{out_trade_no}", get(admin::order))
-        .route("/admin/orders/{out_trade_no}/close", post(admin::close))
-        .route("/admin/orders/{out_trade_no}/refund", post(admin::refund))
-        .route("/admin/orders/{out_trade_no}/accept", post(admin::accept))
-        .route("/metrics", get(ops::metrics));
-    finish(router, state, edge)
+    let (router, _) = admin_routes().split_for_parts();
+    let doc = ops::OpenApiJson(Arc::new(
+        openapi_document()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+    ));
+    finish(router.layer(axum::Extension(doc)), state, edge)
 }
 
 fn finish(router: Router<AppState>, state: AppState, edge: Arc<Edge>) -> Router {
@@ -106,8 +147,6 @@ fn finish(router: Router<AppState>, state: AppState, edge: Arc<Edge>) -> Router 
     let timeout = state.config.edge.request_timeout;
     let in_flight = state.config.edge.max_in_flight;
     router
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -236,20 +275,46 @@ fn path_no(s: String) -> Result<OutTradeNo, AppError> {
     OutTradeNo::parse(s).map_err(|_| AppError::NotFound)
 }
 
-/// The order as the mini-program sees it.
-fn order_json(o: &Order) -> Value {
-    json!({
-        "out_trade_no": o.out_trade_no,
-        "amount": o.amount,
-        "description": o.description,
-        "attach": o.attach,
-        "state": o.state,
-        "transaction_id": o.transaction_id,
-        "refunded": o.refunded,
-        "created_at": o.created_at,
-        "expire_at": o.expire_at,
-        "updated_at": o.updated_at,
-    })
+/// An order as the mini-program sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    /// Merchant order number.
+    pub out_trade_no: String,
+    /// Amount to pay, in fen.
+    pub amount: i64,
+    /// Goods description.
+    pub description: String,
+    /// Merchant data returned in the notification.
+    pub attach: Option<String>,
+    /// Current state.
+    pub state: OrderState,
+    /// WeChat transaction id, once paid.
+    pub transaction_id: Option<String>,
+    /// Amount refunded so far (fen).
+    pub refunded: i64,
+    /// Creation time (unix seconds).
+    pub created_at: i64,
+    /// Payment deadline (unix seconds).
+    pub expire_at: i64,
+    /// Last change (unix seconds).
+    pub updated_at: i64,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        Self {
+            out_trade_no: o.out_trade_no.clone(),
+            amount: o.amount,
+            description: o.description.clone(),
+            attach: o.attach.clone(),
+            state: o.state,
+            transaction_id: o.transaction_id.clone(),
+            refunded: o.refunded,
+            created_at: o.created_at,
+            expire_at: o.expire_at,
+            updated_at: o.updated_at,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use wxpay_core::v3;
 
 use super::NotifyError;
+use super::openapi::{Notification, NotifyFailure};
 use crate::service::payments::{self, Source};
 use crate::service::refunds::{self, NoticeRefused, RefundOutcome};
 use crate::service::{AppState, Outcome};
@@ -87,6 +88,20 @@ fn storage_failed(s: &AppState, kind: &'static str, e: &dyn std::fmt::Display) -
 }
 
 /// `POST /notify/pay`: a payment result (`TRANSACTION.SUCCESS`).
+#[utoipa::path(post, path = "/notify/pay", tag = "notify", request_body = Notification,
+    params(
+        ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
+        ("Wechatpay-Nonce" = String, Header, description = "Random string"),
+        ("Wechatpay-Signature" = String, Header, description = "Base64 RSA signature"),
+        ("Wechatpay-Serial" = String, Header, description = "Platform certificate serial or public key id"),
+    ),
+    responses(
+        (status = 204, description = "Recorded (also for a duplicate)"),
+        (status = 400, description = "Malformed, stale, not ours or unknown order", body = NotifyFailure),
+        (status = 401, description = "Signature does not verify or unknown serial", body = NotifyFailure),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorBody),
+        (status = 500, description = "Not recorded (storage, or undecryptable with the configured APIv3 key); WeChat redelivers", body = NotifyFailure),
+    ))]
 pub(super) async fn pay(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -123,6 +138,21 @@ pub(super) async fn pay(
 
 /// `POST /notify/refund`: a refund result (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
 /// `REFUND.CLOSED`), also for refunds made in the merchant console.
+#[utoipa::path(post, path = "/notify/refund", tag = "notify", request_body = Notification,
+    params(
+        ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
+        ("Wechatpay-Nonce" = String, Header, description = "Random string"),
+        ("Wechatpay-Signature" = String, Header, description = "Base64 RSA signature"),
+        ("Wechatpay-Serial" = String, Header, description = "Platform certificate serial or public key id"),
+    ),
+    responses(
+        (status = 204, description = "Recorded (also for a duplicate)"),
+        (status = 400, description = "Malformed, stale, not ours or unknown order", body = NotifyFailure),
+        (status = 401, description = "Signature does not verify or unknown serial", body = NotifyFailure),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorBody),
+        (status = 500, description = "Not recorded (storage, or undecryptable with the configured APIv3 key); WeChat redelivers", body = NotifyFailure),
+        (status = 503, description = "The payment is not recorded yet; WeChat redelivers", body = NotifyFailure),
+    ))]
 pub(super) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,

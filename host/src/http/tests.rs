@@ -259,3 +259,59 @@ async fn back_office_is_not_on_the_public_listener() {
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["reasons"][0], "database unreachable");
 }
+
+#[tokio::test]
+async fn openapi_document_describes_every_route_on_the_admin_listener_only() {
+    let s = state().await;
+    let get = || Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let (status, doc) = call_on(&s, get(), true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/login", "post"),
+        ("/api/orders/{out_trade_no}", "get"),
+        ("/api/orders/{out_trade_no}/pay", "post"),
+        ("/api/orders/{out_trade_no}/sync", "post"),
+        ("/api/user/decrypt", "post"),
+        ("/notify/pay", "post"),
+        ("/notify/refund", "post"),
+        ("/admin/orders", "post"),
+        ("/admin/orders/{out_trade_no}", "get"),
+        ("/admin/orders/{out_trade_no}/close", "post"),
+        ("/admin/orders/{out_trade_no}/refund", "post"),
+        ("/admin/orders/{out_trade_no}/accept", "post"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} missing from {:?}",
+            paths.keys()
+        );
+    }
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "OrderView",
+        "AdminOrderView",
+        "PayParams",
+        "ErrorBody",
+        "Refund",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    assert_eq!(
+        schemas["OrderView"]["properties"]["state"]["$ref"],
+        "#/components/schemas/OrderState"
+    );
+    assert_eq!(
+        schemas["OrderState"]["enum"].as_array().map(Vec::len),
+        Some(crate::domain::OrderState::ALL.len())
+    );
+    // Not on the internet-facing listener.
+    let (status, _) = call_on(&s, get(), false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

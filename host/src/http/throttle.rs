@@ -97,6 +97,52 @@ impl Throttle {
     }
 }
 
+/// At most one event per key and `window` (e.g. one WeChat query per order every few seconds,
+/// however often a client asks): per process, so each replica keeps its own.
+#[derive(Debug)]
+pub struct OncePer {
+    window: Duration,
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl OncePer {
+    /// A gate letting one event per key through every `window`.
+    #[must_use]
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether an event for `key` may happen now; if so, it is counted.
+    #[must_use]
+    pub fn admit(&self, key: &str) -> bool {
+        self.admit_at(key, Instant::now())
+    }
+
+    fn admit_at(&self, key: &str, now: Instant) -> bool {
+        let mut map = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_TRACKED && !map.contains_key(key) {
+            let window = self.window;
+            map.retain(|_, at| now.saturating_duration_since(*at) < window);
+            if map.len() >= MAX_TRACKED {
+                map.clear();
+            }
+        }
+        match map.get(key) {
+            Some(at) if now.saturating_duration_since(*at) < self.window => false,
+            _ => {
+                map.insert(key.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
 /// The client's IP: the socket's peer, or — only when the peer is a trusted reverse proxy — the
 /// right-most address in `X-Forwarded-For` that is not itself a trusted proxy (left-most
 /// entries are whatever the client chose to send).
@@ -150,6 +196,17 @@ mod tests {
             t.take_at(a, t0 + Duration::from_secs(20)).is_ok(),
             "refilled"
         );
+    }
+
+    #[test]
+    fn once_per_key_and_window() {
+        let g = OncePer::new(Duration::from_secs(3));
+        let t0 = Instant::now();
+        assert!(g.admit_at("A", t0));
+        assert!(!g.admit_at("A", t0 + Duration::from_secs(2)));
+        assert!(g.admit_at("B", t0 + Duration::from_secs(2)), "per key");
+        assert!(g.admit_at("A", t0 + Duration::from_secs(3)), "window over");
+        assert!(!g.admit_at("A", t0 + Duration::from_secs(4)));
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl From<UnknownValue> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One entry of an order's history.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderEventRow {
     /// When (unix seconds).
     pub at: i64,
