@@ -17,7 +17,9 @@
 //!
 //! Every `/v3` response, errors included, carries `Wechatpay-Timestamp`, `-Nonce`, `-Signature`,
 //! `-Serial` and `-Signature-Type`, signed with the (current) platform key over exactly the body
-//! bytes sent.
+//! bytes sent — except, like WeChat Pay, the 401 `SIGN_ERROR` answer to a request whose
+//! `Authorization` does not verify: that one is unsigned and its `detail.sign_information`
+//! holds the `truncated_sign_message` the simulator reconstructed.
 //! Every `/v3` request must carry a valid merchant `Authorization`.
 //!
 //! Paying an order (by [`SimulatorHandle::pay`] or `POST /sim/orders/{no}/pay`) delivers a
@@ -33,7 +35,7 @@
 //! | `GET /sim/credentials` | [`credentials`](SimulatorHandle::credentials) | the test credentials as JSON |
 //! | `POST /sim/login/code {"openid"?}` | [`issue_login_code`](SimulatorHandle::issue_login_code) | `{"code","openid"}`: a fresh `wx.login` code |
 //! | `POST /sim/login/fail {"errcode","count"?}` | [`fail_next_logins`](SimulatorHandle::fail_next_logins) | the next `count` (default 1) logins fail with `errcode` |
-//! | `POST /sim/v3/fail {"status","code","count"?}` | [`fail_next_v3`](SimulatorHandle::fail_next_v3) | the next `count` `/v3` calls fail so (nothing is created) |
+//! | `POST /sim/v3/fail {"status","code","count"?,"signing"?}` | [`fail_next_v3`](SimulatorHandle::fail_next_v3), [`fail_next_v3_signed`](SimulatorHandle::fail_next_v3_signed), [`reject_next_signatures`](SimulatorHandle::reject_next_signatures) | the next `count` `/v3` calls fail so (nothing is created); `signing`: `signed` (default), `unsigned`, `bad_signature` ([`AnswerSigning`]) |
 //! | `GET /sim/orders/{no}` | [`order`](SimulatorHandle::order) | order snapshot |
 //! | `POST /sim/orders/{no}/pay` | [`pay`](SimulatorHandle::pay) | the payer pays: `SUCCESS` + `TRANSACTION.SUCCESS` notification |
 //! | `POST /sim/orders/{no}/pay-even-if-closed` | [`pay_even_if_closed`](SimulatorHandle::pay_even_if_closed) | the payer pays an order the merchant has already closed (the payment crossed the close): `SUCCESS` + notification |
@@ -81,10 +83,11 @@ use wxpay_core::v3::ApiV3Key;
 pub use keys::SimulatorCredentials;
 pub use notify::{DeliveryAttempt, DeliveryKind, DeliveryStats};
 pub use state::{
-    NotifyBehavior, OrderSnapshot, RefundFault, RefundSnapshot, RefundStatus, TradeState,
+    AnswerSigning, NotifyBehavior, OrderSnapshot, RefundFault, RefundSnapshot, RefundStatus,
+    TradeState,
 };
 
-use state::{Refusal, World};
+use state::{Refusal, V3Fault, World};
 
 /// A notification ready to post, as [`SimulatorHandle::signed_notification`] makes it:
 /// `(headers, body)`, the headers being the five `Wechatpay-*` pairs.
@@ -872,10 +875,36 @@ impl SimulatorHandle {
     /// Makes the next `count` `/v3` calls fail with `status` and `{"code": code}` (e.g. 500
     /// `SYSTEM_ERROR`, 429 `FREQUENCY_LIMITED`), signed like any response.
     pub fn fail_next_v3(&self, status: u16, code: &str, count: usize) {
+        self.fail_next_v3_signed(status, code, count, AnswerSigning::Signed);
+    }
+
+    /// Like [`SimulatorHandle::fail_next_v3`], signed as `signing` says: e.g. an unsigned 429
+    /// `FREQUENCY_LIMITED`, or an unsigned or badly signed 404 `ORDER_NOT_EXIST` that a
+    /// merchant must not believe. A forced `SIGN_ERROR` carries WeChat's `detail` with the
+    /// `truncated_sign_message` of the request it answers.
+    pub fn fail_next_v3_signed(
+        &self,
+        status: u16,
+        code: &str,
+        count: usize,
+        signing: AnswerSigning,
+    ) {
+        let fault = V3Fault {
+            status,
+            code: code.to_owned(),
+            signing,
+        };
         self.shared
             .world()
             .v3_failures
-            .extend(std::iter::repeat_n((status, code.to_owned()), count));
+            .extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Rejects the next `count` `/v3` requests as if their signature did not verify: 401
+    /// `SIGN_ERROR`, unsigned, with `detail.sign_information` — exactly what WeChat Pay answers
+    /// a merchant whose key or serial is wrong.
+    pub fn reject_next_signatures(&self, count: usize) {
+        self.fail_next_v3_signed(401, "SIGN_ERROR", count, AnswerSigning::Unsigned);
     }
 
     /// The payer pays: the order becomes `SUCCESS` and its `TRANSACTION.SUCCESS` notification

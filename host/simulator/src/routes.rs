@@ -17,8 +17,10 @@ use wxpay_core::v3::{MAX_CLOCK_SKEW, pay_sign_message};
 use super::state::{
     NotifyBehavior, OrderConflict, OrderRequest, RefundFault, RefundStatus, Refusal, TradeState,
 };
-use super::wire::{AuthorizationHeader, V3Error, digits_only, parse_rfc3339, rfc3339_cst};
-use super::{Shared, SimulatorError, rng};
+use super::wire::{
+    AuthorizationHeader, V3Error, digits_only, parse_rfc3339, rfc3339_cst, sign_error_detail,
+};
+use super::{AnswerSigning, Shared, SimulatorError, rng};
 
 /// Largest request body the simulated APIs accept.
 const MAX_BODY: usize = 1 << 20;
@@ -77,12 +79,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 impl IntoResponse for V3Error {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             self.body(),
         )
-            .into_response()
+            .into_response();
+        // Read by `sign_responses`, the layer that signs (or does not sign) every answer.
+        r.extensions_mut().insert(self.signing);
+        r
     }
 }
 
@@ -99,23 +104,47 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
 // APIv3 middleware
 
 /// Outermost `/v3` layer: applies forced failures, then signs whatever the response is over its
-/// exact body bytes (WeChat Pay APIv3 "签名验证": every response is signed, errors included).
+/// exact body bytes (WeChat Pay APIv3 "签名验证": every response is signed, errors included) —
+/// unless the answer says otherwise ([`AnswerSigning`]): WeChat leaves the 401 `SIGN_ERROR`
+/// to a request whose signature it rejected unsigned.
 async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Response {
     let forced = shared.world().v3_failures.pop_front();
     let response = match forced {
-        Some((status, code)) => V3Error::new(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            code,
-            "simulated failure",
-        )
-        .into_response(),
+        Some(fault) => {
+            let mut e = V3Error::new(
+                StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                fault.code,
+                "simulated failure",
+            )
+            .signed_as(fault.signing);
+            if e.code == "SIGN_ERROR" {
+                e = e.with_detail(forced_sign_error_detail(req).await);
+            }
+            e.into_response()
+        }
         None => next.run(req).await,
     };
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = to_bytes(body, usize::MAX).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let signed = match shared.sign(&bytes) {
+    let signing = parts
+        .extensions
+        .get::<AnswerSigning>()
+        .copied()
+        .unwrap_or_default();
+    if signing == AnswerSigning::Unsigned {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let signed = if signing == AnswerSigning::BadSignature {
+        // A signature over other bytes: well-formed, from the right key, and wrong.
+        let mut other = bytes.to_vec();
+        other.extend_from_slice(b" ");
+        shared.sign(&other)
+    } else {
+        shared.sign(&bytes)
+    };
+    let signed = match signed {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "simulator cannot sign a response");
@@ -133,17 +162,37 @@ async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Respons
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Verifies the merchant's `Authorization` over the raw request: `METHOD\nURL\ntimestamp\n
-/// nonce\nbody\n` with URL the path and query as sent (WeChat Pay APIv3 "签名生成").
-async fn authenticate(State(shared): Sim, req: Request, next: Next) -> Result<Response, V3Error> {
+/// The `detail` of a forced `SIGN_ERROR`: the message the request's `Authorization` claims to
+/// sign, rebuilt from the request as WeChat would.
+async fn forced_sign_error_detail(req: Request) -> Value {
     let (parts, body) = req.into_parts();
-    let url = parts
+    let url = request_url(&parts);
+    let bytes = to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<AuthorizationHeader>().ok());
+    let message = auth.map_or_else(Vec::new, |a| a.message(parts.method.as_str(), &url, &bytes));
+    sign_error_detail(parts.method.as_str(), &url, &message)
+}
+
+/// The request's path and query as sent (what the `Authorization` signs).
+fn request_url(parts: &axum::http::request::Parts) -> String {
+    parts
         .extensions
         .get::<OriginalUri>()
         .map_or(&parts.uri, |o| &o.0)
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
-        .to_owned();
+        .to_owned()
+}
+
+/// Verifies the merchant's `Authorization` over the raw request: `METHOD\nURL\ntimestamp\n
+/// nonce\nbody\n` with URL the path and query as sent (WeChat Pay APIv3 "签名生成").
+async fn authenticate(State(shared): Sim, req: Request, next: Next) -> Result<Response, V3Error> {
+    let (parts, body) = req.into_parts();
+    let url = request_url(&parts);
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
         V3Error::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -182,7 +231,13 @@ async fn authenticate(State(shared): Sim, req: Request, next: Next) -> Result<Re
         .verify(&message, &auth.signature)
         .is_err()
     {
-        return Err(V3Error::sign("签名错误: signature does not verify"));
+        return Err(
+            V3Error::sign("错误的签名，验签失败").with_detail(sign_error_detail(
+                parts.method.as_str(),
+                &url,
+                &message,
+            )),
+        );
     }
     Ok(next
         .run(Request::from_parts(parts, Body::from(bytes)))
@@ -728,10 +783,22 @@ async fn sim_v3_fail(State(shared): Sim, body: Bytes) -> Response {
     let (Some(status), Some(code)) = (status, v["code"].as_str()) else {
         return bad_request("status (400-599) and code are required");
     };
+    let signing = match v["signing"].as_str() {
+        None => AnswerSigning::Signed,
+        Some(s) => match AnswerSigning::parse(s) {
+            Some(s) => s,
+            None => return bad_request("signing must be signed, unsigned or bad_signature"),
+        },
+    };
+    let fault = super::V3Fault {
+        status,
+        code: code.to_owned(),
+        signing,
+    };
     shared
         .world()
         .v3_failures
-        .extend(std::iter::repeat_n((status, code.to_owned()), count(&v)));
+        .extend(std::iter::repeat_n(fault, count(&v)));
     StatusCode::NO_CONTENT.into_response()
 }
 

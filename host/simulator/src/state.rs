@@ -438,8 +438,8 @@ pub(crate) struct World {
     pub session_keys: HashMap<String, String>,
     /// errcodes the next `jscode2session` calls answer with, in order.
     pub login_failures: VecDeque<i64>,
-    /// `(status, code)` the next `/v3` calls answer with, in order.
-    pub v3_failures: VecDeque<(u16, String)>,
+    /// What the next `/v3` calls answer with, in order.
+    pub v3_failures: VecDeque<V3Fault>,
     /// What happens to the next refund submissions, in order.
     pub refund_faults: VecDeque<RefundFault>,
     pub behavior: NotifyBehavior,
@@ -449,6 +449,42 @@ pub(crate) struct World {
     /// Refund queries received, by `out_refund_no`.
     pub refund_queries: HashMap<String, usize>,
     seq: u64,
+}
+
+/// How the simulator signs a forced `/v3` failure
+/// ([`SimulatorHandle::fail_next_v3_signed`](crate::SimulatorHandle::fail_next_v3_signed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AnswerSigning {
+    /// Signed with the platform key like any answer (the default).
+    #[default]
+    Signed,
+    /// No `Wechatpay-*` headers at all: how WeChat Pay answers a request whose own signature it
+    /// rejected (401 `SIGN_ERROR`), and what a forged answer may look like.
+    Unsigned,
+    /// `Wechatpay-*` headers whose signature does not verify (over other bytes): an altered or
+    /// forged answer.
+    BadSignature,
+}
+
+impl AnswerSigning {
+    /// `signed`, `unsigned` or `bad_signature` (the control API's names).
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "signed" => Some(Self::Signed),
+            "unsigned" => Some(Self::Unsigned),
+            "bad_signature" => Some(Self::BadSignature),
+            _ => None,
+        }
+    }
+}
+
+/// A forced `/v3` failure: nothing is done, the answer is `status` with `{"code": code}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct V3Fault {
+    pub status: u16,
+    pub code: String,
+    pub signing: AnswerSigning,
 }
 
 /// What happens to a refund submission (`POST /v3/refund/domestic/refunds`) at the simulated

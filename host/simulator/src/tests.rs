@@ -244,7 +244,7 @@ fn verify_received(
 }
 
 #[tokio::test]
-async fn bad_authorization_is_401_sign_error_and_signed() {
+async fn bad_authorization_is_401_sign_error_unsigned() {
     let h = sim(fast()).await;
     let body = order_body(&h, "T0000001", 100, "http://127.0.0.1:9/notify");
     let cases = [
@@ -261,10 +261,25 @@ async fn bad_authorization_is_401_sign_error_and_signed() {
         .await,
     ];
     for r in cases {
-        let r = r.verified(&h);
+        // Like WeChat Pay: the answer to a rejected signature is not signed.
+        assert!(r.headers.get("wechatpay-signature").is_none());
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(r.json()["code"], "SIGN_ERROR");
     }
+    // A signature over another body: the detail shows the message rebuilt from the request.
+    let r = v3_with(&h, "POST", "/v3/pay/transactions/jsapi", &body, "{}").await;
+    let info = &r.json()["detail"]["sign_information"];
+    let truncated = info["truncated_sign_message"].as_str().expect("truncated");
+    assert!(
+        truncated.starts_with("POST\n/v3/pay/transactions/jsapi\n"),
+        "{truncated}"
+    );
+    assert!(
+        truncated.ends_with("..."),
+        "a long message is cut: {truncated}"
+    );
+    assert!(info["sign_message_length"].as_u64().expect("length") > 256);
+    assert_eq!(info["url"], "/v3/pay/transactions/jsapi");
     // The URL is part of the message: a signature for another query string fails.
     let auth = authorization(
         &signer(&h),
@@ -688,6 +703,36 @@ async fn forced_v3_failures_are_signed() {
         (r.status, r.json()["code"].as_str()),
         (StatusCode::INTERNAL_SERVER_ERROR, Some("SYSTEM_ERROR"))
     );
+    let r = v3(&h, "GET", "/v3/certificates", "").await.verified(&h);
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forced_v3_failures_can_be_unsigned_or_badly_signed() {
+    let h = sim(fast()).await;
+    h.fail_next_v3_signed(404, "ORDER_NOT_EXIST", 1, AnswerSigning::Unsigned);
+    h.fail_next_v3_signed(404, "ORDER_NOT_EXIST", 1, AnswerSigning::BadSignature);
+    h.reject_next_signatures(1);
+    let r = v3(&h, "GET", "/v3/certificates", "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get("wechatpay-signature").is_none());
+    let r = v3(&h, "GET", "/v3/certificates", "").await;
+    assert_eq!(r.json()["code"], "ORDER_NOT_EXIST");
+    let e = verify_response(
+        &platform_keys(&h),
+        &wechatpay_headers(&r.headers),
+        &r.body,
+        now(),
+    )
+    .expect_err("a bad signature does not verify");
+    assert_eq!(e.code(), "signature_mismatch");
+    let r = v3(&h, "GET", "/v3/certificates", "").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.get("wechatpay-signature").is_none());
+    let info = &r.json()["detail"]["sign_information"];
+    let t = info["truncated_sign_message"].as_str().expect("truncated");
+    assert!(t.starts_with("GET\n/v3/certificates\n"), "{t}");
+    assert_eq!(info["sign_message_length"].as_u64(), Some(t.len() as u64));
     let r = v3(&h, "GET", "/v3/certificates", "").await.verified(&h);
     assert_eq!(r.status, StatusCode::OK);
 }

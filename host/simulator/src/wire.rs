@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use wxpay_core::v3::AUTH_SCHEME;
 
@@ -106,13 +106,16 @@ pub(crate) fn digits_only(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// An APIv3 error: status plus `{"code","message"}` (WeChat Pay APIv3 "错误码",
+/// An APIv3 error: status plus `{"code","message","detail"?}` (WeChat Pay APIv3 "错误码",
 /// <https://pay.weixin.qq.com/doc/v3/merchant/4012081578>).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct V3Error {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    pub detail: Option<Value>,
+    /// How the answer is signed (WeChat leaves a `SIGN_ERROR` unsigned).
+    pub signing: crate::AnswerSigning,
 }
 
 impl V3Error {
@@ -125,7 +128,21 @@ impl V3Error {
             status,
             code: code.into(),
             message: message.into(),
+            detail: None,
+            signing: crate::AnswerSigning::Signed,
         }
+    }
+
+    /// The same error signed as `signing` says.
+    pub(crate) fn signed_as(mut self, signing: crate::AnswerSigning) -> Self {
+        self.signing = signing;
+        self
+    }
+
+    /// The same error with WeChat's `detail` object.
+    pub(crate) fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// 400 `PARAM_ERROR`.
@@ -133,9 +150,11 @@ impl V3Error {
         Self::new(StatusCode::BAD_REQUEST, "PARAM_ERROR", message)
     }
 
-    /// 401 `SIGN_ERROR`.
+    /// 401 `SIGN_ERROR`, unsigned: WeChat Pay does not sign the answer to a request whose
+    /// `Authorization` it rejected.
     pub(crate) fn sign(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "SIGN_ERROR", message)
+            .signed_as(crate::AnswerSigning::Unsigned)
     }
 
     /// 404 `ORDER_NOT_EXIST`.
@@ -150,10 +169,45 @@ impl V3Error {
 
     /// The JSON body WeChat sends with the error.
     pub(crate) fn body(&self) -> Vec<u8> {
-        json!({ "code": self.code, "message": self.message })
-            .to_string()
-            .into_bytes()
+        let mut v = json!({ "code": self.code, "message": self.message });
+        if let (Some(d), Some(o)) = (&self.detail, v.as_object_mut()) {
+            o.insert("detail".into(), d.clone());
+        }
+        v.to_string().into_bytes()
     }
+}
+
+/// Longest `truncated_sign_message` sent back; longer messages are cut (on a character
+/// boundary) and marked with `...`.
+const TRUNCATED_SIGN_MESSAGE: usize = 256;
+
+/// WeChat Pay's `detail` of a `SIGN_ERROR` whose signature did not match (as seen from real
+/// answers: `{"detail":{"issue":"sign not match"},"field":"signature","location":
+/// "authorization","sign_information":{"method","sign_message_length",
+/// "truncated_sign_message","url"}}`): the message WeChat rebuilt from the request, for the
+/// merchant to compare with what it signed.
+pub(crate) fn sign_error_detail(method: &str, url: &str, message: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(message);
+    let truncated = if text.len() > TRUNCATED_SIGN_MESSAGE {
+        let mut end = TRUNCATED_SIGN_MESSAGE;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &text[..end])
+    } else {
+        text.into_owned()
+    };
+    json!({
+        "detail": { "issue": "sign not match" },
+        "field": "signature",
+        "location": "authorization",
+        "sign_information": {
+            "method": method,
+            "sign_message_length": message.len(),
+            "truncated_sign_message": truncated,
+            "url": url,
+        },
+    })
 }
 
 /// Seconds east of UTC of China Standard Time, in which WeChat Pay reports all times.

@@ -50,12 +50,34 @@ pub enum AppError {
     /// 503: WeChat is busy or unreachable; retry later. The detail is logged.
     #[error("upstream unavailable")]
     Unavailable(String),
-    /// 502: WeChat answered something unexpected or unverifiable. The detail is logged.
+    /// 502: WeChat answered something unexpected or unverifiable. The detail is logged; WeChat's
+    /// own error code and message, when it sent one, are also in the answer
+    /// (`wechat_code`, `wechat_message`, `wechat_verified`) so that the back office sees e.g.
+    /// `SIGN_ERROR` instead of a bare "upstream error".
     #[error("upstream error")]
-    Upstream(String),
+    Upstream {
+        /// What went wrong, for the log.
+        detail: String,
+        /// WeChat's error, if its answer carried one.
+        wechat: Option<WechatError>,
+    },
     /// 500: storage or another internal failure. The detail is logged.
     #[error("internal error")]
     Internal(String),
+}
+
+/// WeChat Pay's own error in an upstream failure, shown to API clients: WeChat's code and
+/// message are not secret, and `verified` says whether the answer was signed by WeChat (an
+/// unsigned answer, such as the 401 `SIGN_ERROR` WeChat never signs, is shown but was not
+/// acted on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WechatError {
+    /// e.g. `SIGN_ERROR`, `PARAM_ERROR`.
+    pub code: String,
+    /// WeChat's message, e.g. `错误的签名，验签失败`.
+    pub message: String,
+    /// Whether the answer's signature verified.
+    pub verified: bool,
 }
 
 impl AppError {
@@ -79,7 +101,7 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,7 +117,7 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited | Self::Throttled { .. } => "rate_limited",
             Self::Unavailable(_) => "upstream_unavailable",
-            Self::Upstream(_) => "upstream_error",
+            Self::Upstream { .. } => "upstream_error",
             Self::Internal(_) => "internal",
         }
     }
@@ -105,12 +127,23 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match &self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
-            Self::Upstream(detail) | Self::Unavailable(detail) => {
+            Self::Upstream { detail, .. } | Self::Unavailable(detail) => {
                 tracing::warn!(%detail, "upstream error");
             }
             _ => {}
         }
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        if let (
+            Self::Upstream {
+                wechat: Some(w), ..
+            },
+            Some(e),
+        ) = (&self, body.get_mut("error").and_then(|e| e.as_object_mut()))
+        {
+            e.insert("wechat_code".into(), json!(w.code));
+            e.insert("wechat_message".into(), json!(w.message));
+            e.insert("wechat_verified".into(), json!(w.verified));
+        }
         let mut resp = (self.status(), Json(body)).into_response();
         if let Self::Throttled { retry_after_secs } = self {
             resp.headers_mut().insert(
@@ -150,7 +183,16 @@ impl From<UpstreamError> for AppError {
             UpstreamError::RateLimited => Self::RateLimited,
             UpstreamError::Busy(d) | UpstreamError::Transport(d) => Self::Unavailable(d),
             UpstreamError::InvalidCode(m) => Self::bad_request("invalid_code", m),
-            other => Self::Upstream(other.to_string()),
+            other => Self::Upstream {
+                detail: other.to_string(),
+                wechat: other
+                    .wechat_code()
+                    .map(|(code, message, verified)| WechatError {
+                        code: code.to_owned(),
+                        message: message.to_owned(),
+                        verified,
+                    }),
+            },
         }
     }
 }

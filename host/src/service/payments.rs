@@ -123,6 +123,8 @@ pub enum Synced {
 pub async fn sync(s: &AppState, order: &Order) -> Result<Synced, ServiceError> {
     let tx = match s.wechat.query_order(&order.out_trade_no).await {
         Ok(tx) => tx,
+        // `api_code` is `Some` only for a verified answer: an unsigned ORDER_NOT_EXIST is an
+        // unknown outcome (an error), never "not at WeChat".
         Err(e) if e.api_code() == Some("ORDER_NOT_EXIST") => return Ok(Synced::NotAtWechat),
         Err(e) => return Err(e.into()),
     };

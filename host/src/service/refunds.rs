@@ -153,12 +153,15 @@ pub async fn submit(s: &AppState, refund: &Refund) -> Result<(), ServiceError> {
             apply(s, &refund.out_refund_no, &ev, None).await?;
             Ok(())
         }
-        // A verified, definite refusal (not a rate limit): nothing will happen at WeChat.
+        // A verified, definite refusal: nothing will happen at WeChat. Only `Api` is verified;
+        // an unsigned or badly signed 4xx (`Unverified`) falls through to "outcome unknown",
+        // as do a rejected request signature (401: our configuration, not the refund) and a
+        // rate limit.
         Err(UpstreamError::Api {
-            status: 400..=499,
+            status: status @ 400..=499,
             code,
             message,
-        }) if code != "FREQUENCY_LIMITED" => {
+        }) if status != 401 && code != "FREQUENCY_LIMITED" => {
             apply(
                 s,
                 &refund.out_refund_no,

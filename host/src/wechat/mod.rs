@@ -2,12 +2,19 @@
 //!
 //! Every APIv3 request carries a `WECHATPAY2-SHA256-RSA2048` `Authorization` header computed by
 //! `wxpay-core` over exactly the body bytes sent; every response (errors included) is verified
-//! with the platform keys before it is believed. Transport errors, 5xx and 429 are retried a
+//! with the platform keys before it is believed. A non-2xx answer is read as WeChat's error
+//! `{code, message, detail}` whether or not it verifies — WeChat does not sign the answer to a
+//! request whose signature it rejected — and comes back as [`UpstreamError::Api`] (verified:
+//! services may act on its code) or [`UpstreamError::Unverified`] (reported, never acted on).
+//! A `SIGN_ERROR` is logged with what was signed ([`answer::log_sign_error`]). Transport
+//! errors, 5xx and 429 / `FREQUENCY_LIMITED` are retried a
 //! bounded number of times with exponential backoff (all the calls made here are idempotent at
 //! WeChat: they are keyed by `out_trade_no` / `out_refund_no`), by one retry loop
 //! (`WechatClient::retrying`) for both APIs. An unknown `Wechatpay-Serial`, in a response or a
 //! notification, triggers one rate-limited certificate refresh (certificate mode) and one more
 //! verification, in one place ([`WechatClient::verify_with_refresh`]).
+
+pub mod answer;
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -61,7 +68,8 @@ pub enum UpstreamError {
         /// WeChat errmsg.
         errmsg: String,
     },
-    /// An APIv3 error answer (verified).
+    /// An APIv3 error answer whose signature verified: WeChat said this, so a service may act
+    /// on its code.
     #[error("HTTP {status} {code}: {message}")]
     Api {
         /// HTTP status.
@@ -70,6 +78,21 @@ pub enum UpstreamError {
         code: String,
         /// WeChat message.
         message: String,
+    },
+    /// An APIv3 error answer that is unsigned or does not verify (WeChat does not sign the
+    /// answer to a request whose signature it rejected, e.g. 401 `SIGN_ERROR`). Its code is
+    /// kept for the report, but anyone could have sent it: it never changes state, and counts
+    /// as an unknown outcome.
+    #[error("HTTP {status} {code} (unverified answer: {why}): {message}")]
+    Unverified {
+        /// HTTP status.
+        status: u16,
+        /// The code in the body, e.g. `SIGN_ERROR`; empty if there was none.
+        code: String,
+        /// The message in the body.
+        message: String,
+        /// Why the answer is not believed (missing headers, signature mismatch…).
+        why: wxpay_core::Error,
     },
     /// The response signature did not verify (or its headers were missing).
     #[error("response verification failed: {0}")]
@@ -87,11 +110,25 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The WeChat error code of an API error answer.
+    /// The WeChat error code of a *verified* API error answer: the only code a decision may
+    /// rest on (an unverified answer's code is [`UpstreamError::wechat_code`]'s, for reports).
     #[must_use]
     pub fn api_code(&self) -> Option<&str> {
         match self {
             Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// WeChat's error code and message for reports, verified or not: `(code, message,
+    /// verified)`.
+    #[must_use]
+    pub fn wechat_code(&self) -> Option<(&str, &str, bool)> {
+        match self {
+            Self::Api { code, message, .. } => Some((code, message, true)),
+            Self::Unverified { code, message, .. } if !code.is_empty() => {
+                Some((code, message, false))
+            }
             _ => None,
         }
     }
@@ -572,8 +609,9 @@ impl WechatClient {
             path_segment(out_trade_no)?
         );
         let body = json!({ "mchid": self.signer.mchid() });
-        let resp = self.call("close", Method::POST, &path, Some(&body)).await?;
-        api_error(&resp)
+        // A verified 2xx (204) is the only success; errors come back from `call`.
+        self.call("close", Method::POST, &path, Some(&body)).await?;
+        Ok(())
     }
 
     /// `POST /v3/refund/domestic/refunds`. Submitting the same `out_refund_no` again is how an
@@ -644,29 +682,30 @@ impl WechatClient {
             }
             *last = Some(Instant::now());
         }
-        let (status, headers, body) = self
+        let raw = self
             .send("certificates", Method::GET, "/v3/certificates", None)
             .await?;
-        if status == 404 {
+        if raw.status == 404 {
             return Err(UpstreamError::Config(
                 "GET /v3/certificates answered 404: this merchant uses WeChat Pay public-key mode; \
                  set WXPAY_PLATFORM_PUBLIC_KEY_FILE and WXPAY_PLATFORM_PUBLIC_KEY_ID"
                     .into(),
             ));
         }
-        let wx =
-            WechatpayHeaders::from_pairs(header_pairs(&headers)).map_err(UpstreamError::Verify)?;
         let now = self.now_u64();
-        if !(200..300).contains(&status) {
-            // An error answer: believe it only if it verifies with what we hold.
-            self.with_platform_keys(|k| v3::verify_response(k, &wx, &body, now))
-                .map_err(UpstreamError::Verify)?;
-            return Err(api_error_of(status, &body));
+        let wx = WechatpayHeaders::from_pairs(header_pairs(&raw.headers));
+        if !(200..300).contains(&raw.status) {
+            // An error answer: verified with what we hold (no refresh: we are the refresh).
+            let verified = wx.and_then(|wx| {
+                self.with_platform_keys(|k| v3::verify_response(k, &wx, &raw.body, now))
+            });
+            return Err(error_answer("certificates", &raw, verified));
         }
+        let wx = wx.map_err(UpstreamError::Verify)?;
         let provider = default_provider();
         let certs = self
             .with_platform_keys(|k| {
-                v3::verify_certificates_response(provider, k, &self.api_v3_key, &wx, &body, now)
+                v3::verify_certificates_response(provider, k, &self.api_v3_key, &wx, &raw.body, now)
             })
             .map_err(UpstreamError::Verify)?;
         let mut keys = self
@@ -689,7 +728,8 @@ impl WechatClient {
     }
 
     /// Signs and sends one APIv3 call with retries, then verifies the answer: an unverified
-    /// answer is never believed, errors included.
+    /// 2xx answer is never believed; a non-2xx answer is WeChat's error, verified or marked
+    /// unverified ([`WechatClient::error_answer`]).
     async fn call(
         &self,
         endpoint: &'static str,
@@ -697,26 +737,32 @@ impl WechatClient {
         path_and_query: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<V3Response, UpstreamError> {
-        let (status, headers, bytes) = self.send(endpoint, method, path_and_query, body).await?;
-        let wx =
-            WechatpayHeaders::from_pairs(header_pairs(&headers)).map_err(UpstreamError::Verify)?;
-        self.verify_with_refresh(|k, now| v3::verify_response(k, &wx, &bytes, now))
-            .await
-            .map_err(UpstreamError::Verify)?;
+        let raw = self.send(endpoint, method, path_and_query, body).await?;
+        let verified = match WechatpayHeaders::from_pairs(header_pairs(&raw.headers)) {
+            Ok(wx) => {
+                self.verify_with_refresh(|k, now| v3::verify_response(k, &wx, &raw.body, now))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if !(200..300).contains(&raw.status) {
+            return Err(error_answer(endpoint, &raw, verified));
+        }
+        verified.map_err(UpstreamError::Verify)?;
         Ok(V3Response {
-            status,
-            body: bytes,
+            status: raw.status,
+            body: raw.body,
         })
     }
 
-    /// Signs and sends with retries on transport errors, 5xx and 429; no verification.
+    /// Signs and sends with retries on transport errors, 5xx and rate limits; no verification.
     async fn send(
         &self,
         endpoint: &'static str,
         method: Method,
         path_and_query: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<(u16, HeaderMap, Bytes), UpstreamError> {
+    ) -> Result<RawAnswer, UpstreamError> {
         let body_text = match body {
             Some(v) => {
                 serde_json::to_string(v).map_err(|e| UpstreamError::Decode(e.to_string()))?
@@ -724,59 +770,117 @@ impl WechatClient {
             None => String::new(),
         };
         let url = format!("{}{path_and_query}", self.api_base);
-        let (status, headers, bytes) = self
-            .retrying(endpoint, || async {
-                let timestamp = wxpay_core::timestamp(self.now_u64());
-                let nonce = wxpay_core::nonce_str(&mut rng());
-                let auth = match v3::authorization(
-                    &self.signer,
-                    &mut rng(),
-                    method.as_str(),
-                    path_and_query,
-                    &timestamp,
-                    &nonce,
-                    &body_text,
-                ) {
-                    Ok(a) => a,
-                    Err(e) => return Try::Done(Err(UpstreamError::Sign(e))),
-                };
-                let mut req = self
-                    .http
-                    .request(method.clone(), &url)
-                    .header(AUTHORIZATION, auth.header)
-                    .header(ACCEPT, "application/json")
-                    .header(
-                        USER_AGENT,
-                        concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
-                    );
-                if body.is_some() {
-                    req = req
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body_text.clone());
+        self.retrying(endpoint, || async {
+            let timestamp = wxpay_core::timestamp(self.now_u64());
+            let nonce = wxpay_core::nonce_str(&mut rng());
+            let auth = match v3::authorization(
+                &self.signer,
+                &mut rng(),
+                method.as_str(),
+                path_and_query,
+                &timestamp,
+                &nonce,
+                &body_text,
+            ) {
+                Ok(a) => a,
+                Err(e) => return Try::Done(Err(UpstreamError::Sign(e))),
+            };
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, auth.header)
+                .header(ACCEPT, "application/json")
+                .header(
+                    USER_AGENT,
+                    concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
+                );
+            if body.is_some() {
+                req = req
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body_text.clone());
+            }
+            let sent =
+                answer::SignedRequest::new(method.as_str(), &url, &timestamp, &nonce, auth.message);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => return Try::Retry(UpstreamError::Transport(e.to_string())),
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            match resp.bytes().await {
+                Ok(b) if status >= 500 => Try::Retry(UpstreamError::Busy(format!(
+                    "{endpoint}: HTTP {status} {}",
+                    String::from_utf8_lossy(&b)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ))),
+                // Rate limited (429, `FREQUENCY_LIMITED` whatever the status): back off and
+                // retry; in the end `RateLimited` (429 to our client), a state of WeChat's
+                // and no decision about any order, so it needs no verification.
+                Ok(b) if status == 429 || rate_limited(&b) => {
+                    Try::Retry(UpstreamError::RateLimited)
                 }
-                let resp = match req.send().await {
-                    Ok(r) => r,
-                    Err(e) => return Try::Retry(UpstreamError::Transport(e.to_string())),
-                };
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                match resp.bytes().await {
-                    Ok(b) if status >= 500 => Try::Retry(UpstreamError::Busy(format!(
-                        "{endpoint}: HTTP {status} {}",
-                        String::from_utf8_lossy(&b)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    ))),
-                    // Rate limited (`FREQUENCY_LIMITED`): back off and retry; an error that
-                    // changes no state, so it needs no verification.
-                    Ok(_) if status == 429 => Try::Retry(UpstreamError::RateLimited),
-                    Ok(b) => Try::Done(Ok((status, headers, b))),
-                    Err(e) => Try::Retry(UpstreamError::Transport(e.to_string())),
-                }
-            })
-            .await?;
-        Ok((status, headers, bytes))
+                Ok(b) => Try::Done(Ok(RawAnswer {
+                    status,
+                    headers,
+                    body: b,
+                    sent,
+                })),
+                Err(e) => Try::Retry(UpstreamError::Transport(e.to_string())),
+            }
+        })
+        .await
+    }
+}
+
+/// One answer as received, not yet verified, with what was signed to get it.
+struct RawAnswer {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+    sent: answer::SignedRequest,
+}
+
+/// Whether a 4xx body says `FREQUENCY_LIMITED` (WeChat documents it with 429, but the code is
+/// what counts).
+fn rate_limited(body: &[u8]) -> bool {
+    body.len() < 4096 && answer::ErrorBody::parse(body).code == "FREQUENCY_LIMITED"
+}
+
+/// Reads a non-2xx answer as WeChat's error: [`UpstreamError::Api`] if its signature verified
+/// (`verified`), else [`UpstreamError::Unverified`] with the code kept for the report. A
+/// `SIGN_ERROR` (which WeChat does not sign) is logged with what we signed.
+fn error_answer(
+    endpoint: &'static str,
+    raw: &RawAnswer,
+    verified: Result<(), wxpay_core::Error>,
+) -> UpstreamError {
+    let err = answer::ErrorBody::parse(&raw.body);
+    if err.code == "SIGN_ERROR" {
+        answer::log_sign_error(endpoint, raw.status, &err, &raw.sent);
+    }
+    if let Some(detail) = &err.detail {
+        // WeChat's `detail` (field, location, issue) is how a PARAM_ERROR explains itself.
+        tracing::debug!(endpoint, status = raw.status, code = %err.code, %detail,
+            "WeChat Pay error detail");
+    }
+    match verified {
+        Ok(()) => UpstreamError::Api {
+            status: raw.status,
+            code: err.code,
+            message: err.message,
+        },
+        Err(why) => {
+            tracing::warn!(endpoint, status = raw.status, wechat_code = %err.code, error = %why,
+                "WeChat Pay error answer does not verify: reported, not acted on");
+            UpstreamError::Unverified {
+                status: raw.status,
+                code: err.code,
+                message: err.message,
+                why,
+            }
+        }
     }
 }
 
@@ -787,38 +891,9 @@ pub fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
 }
 
+/// Decodes a verified 2xx answer.
 fn parse_ok<T: serde::de::DeserializeOwned>(resp: &V3Response) -> Result<T, UpstreamError> {
-    if !(200..300).contains(&resp.status) {
-        return Err(api_error_of(resp.status, &resp.body));
-    }
     serde_json::from_slice(&resp.body).map_err(|e| UpstreamError::Decode(e.to_string()))
-}
-
-fn api_error(resp: &V3Response) -> Result<(), UpstreamError> {
-    if (200..300).contains(&resp.status) {
-        Ok(())
-    } else {
-        Err(api_error_of(resp.status, &resp.body))
-    }
-}
-
-fn api_error_of(status: u16, body: &[u8]) -> UpstreamError {
-    #[derive(Deserialize)]
-    struct E {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let e = serde_json::from_slice::<E>(body).unwrap_or(E {
-        code: String::new(),
-        message: String::new(),
-    });
-    UpstreamError::Api {
-        status,
-        code: e.code,
-        message: e.message,
-    }
 }
 
 /// Only a valid merchant number may reach a URL path: the domain's own validator (refund
