@@ -15,6 +15,7 @@ on_both!(
     full_flow,
     duplicate_storm,
     lost_notification_reconciled,
+    sync_after_request_payment,
     probe_then_real,
     tampered_rejected,
     amount_mismatch_flagged,
@@ -179,6 +180,54 @@ async fn lost_notification_reconciled(b: Backend) {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let order = env.admin_order("LOST000001").await;
     assert_eq!(events(&order, "notify_paid"), 0);
+    env.finish().await;
+}
+
+/// `/api/orders/{no}/sync`: what the mini-program calls after `wx.requestPayment` when the
+/// notification is late — one query, applied through the state machine; asked again within the
+/// window, no second query; another user's order is 404.
+async fn sync_after_request_payment(b: Backend) {
+    let env = Env::new(b).await;
+    let (token, _) = env.ordered("o_sync", "SYNC000001", 990).await;
+    let path = "/api/orders/SYNC000001/sync";
+    // Not paid yet: WeChat says NOTPAY, the order stays CREATED.
+    let (s, o) = env.post(path, Some(&token), Value::Null).await;
+    assert_eq!(
+        (s, o["state"].as_str()),
+        (StatusCode::OK, Some("CREATED")),
+        "{o}"
+    );
+    let queries = env.sim.query_count("SYNC000001");
+    assert_eq!(queries, 1);
+    env.sim.set_notify_behavior(NotifyBehavior::Drop);
+    env.sim.pay("SYNC000001").unwrap();
+    // Within the window: the stored order, no second query.
+    let (s, o) = env.post(path, Some(&token), Value::Null).await;
+    assert_eq!(
+        (s, o["state"].as_str()),
+        (StatusCode::OK, Some("CREATED")),
+        "{o}"
+    );
+    assert_eq!(env.sim.query_count("SYNC000001"), queries);
+    tokio::time::sleep(wxpay_host::http::SYNC_WINDOW).await;
+    let (s, o) = env.post(path, Some(&token), Value::Null).await;
+    assert_eq!(
+        (s, o["state"].as_str()),
+        (StatusCode::OK, Some("PAID")),
+        "{o}"
+    );
+    assert_eq!(env.sim.query_count("SYNC000001"), queries + 1);
+    let order = env.admin_order("SYNC000001").await;
+    assert_eq!(events(&order, "reconciled_paid"), 1, "{order}");
+    // Final: answered from the database.
+    let (s, _) = env.post(path, Some(&token), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(env.sim.query_count("SYNC000001"), queries + 1);
+    // Someone else's order.
+    let other = env.login("o_sync_other").await;
+    let (s, _) = env.post(path, Some(&other), Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    env.sim.set_notify_behavior(NotifyBehavior::Normal);
     env.finish().await;
 }
 
