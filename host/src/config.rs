@@ -348,6 +348,47 @@ impl Config {
     }
 }
 
+/// Settings read only by `wxpay-host doctor`. Kept out of [`Config`]: `serve` does not need
+/// them, and a missing one must not stop a server.
+#[derive(Clone, Debug, Default)]
+pub struct DoctorConfig {
+    /// Contents of `WXPAY_MERCHANT_CERT_FILE` (optional): the merchant API certificate
+    /// (`apiclient_cert.pem`), checked against the merchant key and `WXPAY_MERCHANT_SERIAL`.
+    pub merchant_cert_pem: Option<String>,
+}
+
+impl DoctorConfig {
+    /// Loads the doctor's settings from the process environment (and `WXPAY_CONFIG`), with
+    /// the same precedence as [`Config::from_env`].
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming an unreadable file.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let file = match std::env::var("WXPAY_CONFIG") {
+            Ok(path) => Some(read_toml(&path)?),
+            Err(_) => None,
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        Self::from_sources(&env, file.as_ref())
+    }
+
+    /// Loads the doctor's settings from a variable lookup and an optional parsed TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming an unreadable file.
+    pub fn from_sources(
+        env: &Lookup<'_>,
+        file: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self, ConfigError> {
+        let src = Source { env, file };
+        let merchant_cert_pem = match src.get("WXPAY_MERCHANT_CERT_FILE") {
+            Some(path) => Some(read_file("WXPAY_MERCHANT_CERT_FILE", &path)?),
+            None => None,
+        };
+        Ok(Self { merchant_cert_pem })
+    }
+}
+
 struct Source<'a> {
     env: &'a Lookup<'a>,
     file: Option<&'a BTreeMap<String, String>>,

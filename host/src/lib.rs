@@ -14,11 +14,12 @@
 //! - [`store`]: SQLite and PostgreSQL behind one interface; [`wechat`]: the signed, verified
 //!   upstream client.
 //! - [`jobs`]: the reconciler's schedule; [`config`]: `WXPAY_*` variables; [`metrics`];
-//!   [`clock`].
+//!   [`clock`]; [`doctor`]: `wxpay-host doctor` and `verify-notification`.
 //! - [`Host`]: a running server (listener + reconciler) with graceful shutdown.
 
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod jobs;

@@ -1,5 +1,6 @@
-//! `wxpay-host` command line: `serve` (production), `sandbox` (host + simulator, no
-//! credentials needed) and `demo` (the whole payment flow against the sandbox, step by step).
+//! `wxpay-host` command line: `serve` (production), `doctor` and `verify-notification`
+//! (configuration checks, [`wxpay_host::doctor`]), `sandbox` (host + simulator, no credentials
+//! needed) and `demo` (the whole payment flow against the sandbox, step by step).
 //! `sandbox` and `demo` need the default `sandbox` feature: a production build
 //! (`--no-default-features`) has `serve` only, and no simulator inside.
 
@@ -14,6 +15,8 @@ use serde_json::{Value, json};
 #[cfg(feature = "sandbox")]
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use wxpay_host::config::DoctorConfig;
+use wxpay_host::doctor::{self, Report};
 #[cfg(feature = "sandbox")]
 use wxpay_host::sandbox::simulator_config;
 use wxpay_host::{Config, Host, Listeners};
@@ -25,6 +28,11 @@ usage: wxpay-host <command>
 
 commands:
   serve     run the server with configuration from WXPAY_* variables (see README)
+  doctor    check that configuration (keys, WeChat accepts our signature, platform keys,
+            notify URL, database) and print one line per check; exit 1 if any fails
+  verify-notification --headers FILE --body FILE
+            check a captured WeChat Pay callback (headers file: `Name: value` lines; body
+            file: the exact bytes received) with the configured keys
   sandbox   run the server on SQLite with the built-in WeChat Pay simulator (test keys)
   demo      run the whole payment flow against a sandbox and print every step";
 
@@ -39,6 +47,8 @@ async fn main() -> Result<()> {
     let cmd = std::env::args().nth(1).unwrap_or_default();
     match cmd.as_str() {
         "serve" => serve().await,
+        "doctor" => finish(run_doctor().await),
+        "verify-notification" => finish(verify_notification().await?),
         #[cfg(feature = "sandbox")]
         "sandbox" => sandbox().await,
         #[cfg(feature = "sandbox")]
@@ -79,6 +89,47 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Prints a report; exits with status 1 unless every check passed.
+fn finish(report: Report) -> Result<()> {
+    println!("{report}");
+    if report.passed() {
+        Ok(())
+    } else {
+        std::process::exit(1)
+    }
+}
+
+async fn run_doctor() -> Report {
+    let loaded = Config::from_env().and_then(|c| Ok((c, DoctorConfig::from_env()?)));
+    match loaded {
+        Ok((config, extra)) => doctor::run(&config, &extra).await,
+        Err(e) => Report::config_error(&e),
+    }
+}
+
+async fn verify_notification() -> Result<Report> {
+    let (mut headers, mut body) = (None, None);
+    let mut args = std::env::args().skip(2);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--headers" => headers = args.next(),
+            "--body" => body = args.next(),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let (Some(headers), Some(body)) = (headers, body) else {
+        bail!("verify-notification needs --headers FILE and --body FILE\n{USAGE}");
+    };
+    let text = std::fs::read_to_string(&headers).with_context(|| format!("reading {headers}"))?;
+    let pairs = doctor::parse_header_lines(&text).map_err(|e| anyhow::anyhow!("{headers}: {e}"))?;
+    // The exact bytes: the signature covers every one of them.
+    let body = std::fs::read(&body).with_context(|| format!("reading {body}"))?;
+    Ok(match Config::from_env() {
+        Ok(config) => doctor::verify_notification(&config, &pairs, &body).await,
+        Err(e) => Report::config_error(&e),
+    })
 }
 
 async fn serve() -> Result<()> {
@@ -289,7 +340,7 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
     step(
         6,
         "payer pays (simulator); notification sent",
-        &json!(format!("{paid:?}")),
+        &serde_json::to_value(&paid).context("order snapshot as JSON")?,
     );
     sb.sim
         .wait_for_deliveries(1, Duration::from_secs(10))
