@@ -3,8 +3,9 @@
 # corpora from tests/vectors/*.json. Prints executions and crashes per target; exits non-zero
 # if any target crashed (reproducers land in core/fuzz/artifacts/<target>/).
 #
-#   bash scripts/fuzz.sh 600        # the long run
-#   bash scripts/fuzz.sh 5          # the CI smoke (test-all.sh, when nightly is installed)
+#   bash scripts/fuzz.sh 900 10000000   # the long run: 10^7 executions per target (or 900 s)
+#   bash scripts/fuzz.sh 600            # 600 s per target
+#   bash scripts/fuzz.sh 3              # the CI smoke (test-all.sh, when cargo-fuzz is installed)
 #
 # Needs a nightly toolchain; installs cargo-fuzz when missing. The targets are built once
 # (`cargo fuzz build`) and the binaries run directly, so SECONDS is fuzzing time, not build time.
@@ -13,6 +14,8 @@
 set -euo pipefail
 
 secs="${1:-60}"
+# Optional: stop a target after this many executions (libFuzzer -runs) if that comes first.
+runs="${2:--1}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fuzz="$root/core/fuzz"
 cd "$fuzz"
@@ -80,7 +83,7 @@ for t in $targets; do
   log="$(mktemp)"
   start=$(date +%s)
   set +e
-  "$bindir/$t" "corpus/$t" -max_total_time="$secs" -print_final_stats=1 \
+  "$bindir/$t" "corpus/$t" -max_total_time="$secs" -runs="$runs" -print_final_stats=1 \
     -artifact_prefix="artifacts/$t/" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1
   rc=$?
   set -e
@@ -92,12 +95,13 @@ for t in $targets; do
     echo "--- $t failed; last lines of its log:"
     tail -40 "$log"
   fi
-  line=$(printf '%-26s %14s executions  %s crashes' "$t" "${execs:-?}" "$crashes")
+  line=$(printf '%-26s %14s executions in %4s s  %s crashes' "$t" "${execs:-?}" \
+    "$(($(date +%s) - start))" "$crashes")
   echo "$line"
   summary+="$line"$'\n'
   rm -f "$log"
 done
 echo
-echo "fuzz summary (${secs} s per target):"
+echo "fuzz summary (at most ${secs} s per target$([ "$runs" -gt 0 ] && echo ", at most $runs executions")):"
 printf '%s' "$summary"
 exit "$status"

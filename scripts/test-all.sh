@@ -91,6 +91,12 @@ step "chaos harness, short form (kill -9 storm, database outage, two replicas, c
 cargo build -p wxpay-host --bin wxpay-host --example chaos
 target/debug/examples/chaos --short
 
+step "OpenAPI document vs the running host (schemathesis, every operation; scripts/test-openapi.sh)"
+bash scripts/test-openapi.sh
+
+step "sample mini-program (host/miniprogram) in Node against a sandbox host"
+WXPAY_HOST_BIN=target/debug/wxpay-host bash scripts/test-miniprogram.sh
+
 if [ -f scripts/test-pkg.sh ]; then
   step "npm package tests"
   bash scripts/test-pkg.sh

@@ -3,11 +3,11 @@
 //! Every variant documents its status. Clients get `{"error":{"code","message"}}`; internal
 //! detail (storage errors, upstream bodies) is logged and never sent.
 
+use super::openapi::{ErrorBody, ErrorDetail, NotifyFailure};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::service::ServiceError;
 use crate::service::payments::Unusable;
@@ -132,18 +132,21 @@ impl IntoResponse for AppError {
             }
             _ => {}
         }
-        let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        if let (
+        let wechat = match &self {
             Self::Upstream {
                 wechat: Some(w), ..
+            } => Some(w),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                wechat_code: wechat.map(|w| w.code.clone()),
+                wechat_message: wechat.map(|w| w.message.clone()),
+                wechat_verified: wechat.map(|w| w.verified),
             },
-            Some(e),
-        ) = (&self, body.get_mut("error").and_then(|e| e.as_object_mut()))
-        {
-            e.insert("wechat_code".into(), json!(w.code));
-            e.insert("wechat_message".into(), json!(w.message));
-            e.insert("wechat_verified".into(), json!(w.verified));
-        }
+        };
         let mut resp = (self.status(), Json(body)).into_response();
         if let Self::Throttled { retry_after_secs } = self {
             resp.headers_mut().insert(
@@ -238,7 +241,10 @@ impl IntoResponse for NotifyError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "code": "FAIL", "message": self.message })),
+            Json(NotifyFailure {
+                code: "FAIL".into(),
+                message: self.message.into(),
+            }),
         )
             .into_response()
     }

@@ -178,6 +178,11 @@ async fn refuse_announced_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        // WeChat is answered in its own shape, API clients in theirs.
+        if req.uri().path().starts_with("/notify/") {
+            return NotifyError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+                .into_response();
+        }
         return AppError::PayloadTooLarge.into_response();
     }
     next.run(req).await

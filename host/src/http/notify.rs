@@ -2,6 +2,7 @@
 //! transaction that recorded the notification committed; anything else makes WeChat redeliver.
 
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use wxpay_core::v3;
@@ -12,6 +13,19 @@ use crate::service::payments::{self, Source};
 use crate::service::refunds::{self, NoticeRefused, RefundOutcome};
 use crate::service::{AppState, Outcome};
 use crate::store::NotificationRecord;
+
+/// A body that could not be read: over `WXPAY_BODY_LIMIT_BYTES` without announcing it (a body
+/// that announces its length is refused before it is read), or cut off.
+fn too_large(r: BytesRejection) -> NotifyError {
+    NotifyError::new(
+        r.status(),
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body too large"
+        } else {
+            "body could not be read"
+        },
+    )
+}
 
 /// Verifies and decrypts a notification; maps failures to WeChat-facing errors.
 async fn verified(
@@ -99,14 +113,15 @@ fn storage_failed(s: &AppState, kind: &'static str, e: &dyn std::fmt::Display) -
         (status = 204, description = "Recorded (also for a duplicate)"),
         (status = 400, description = "Malformed, stale, not ours or unknown order", body = NotifyFailure),
         (status = 401, description = "Signature does not verify or unknown serial", body = NotifyFailure),
-        (status = 413, description = "Body too large", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = NotifyFailure),
         (status = 500, description = "Not recorded (storage, or undecryptable with the configured APIv3 key); WeChat redelivers", body = NotifyFailure),
     ))]
 pub(super) async fn pay(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, NotifyError> {
+    let body = body.map_err(too_large)?;
     let n = verified(&s, "pay", &headers, &body).await?;
     let tx = n.transaction().map_err(|_| {
         s.metrics.notification("pay", "malformed");
@@ -149,15 +164,16 @@ pub(super) async fn pay(
         (status = 204, description = "Recorded (also for a duplicate)"),
         (status = 400, description = "Malformed, stale, not ours or unknown order", body = NotifyFailure),
         (status = 401, description = "Signature does not verify or unknown serial", body = NotifyFailure),
-        (status = 413, description = "Body too large", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = NotifyFailure),
         (status = 500, description = "Not recorded (storage, or undecryptable with the configured APIv3 key); WeChat redelivers", body = NotifyFailure),
         (status = 503, description = "The payment is not recorded yet; WeChat redelivers", body = NotifyFailure),
     ))]
 pub(super) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, NotifyError> {
+    let body = body.map_err(too_large)?;
     let n = verified(&s, "refund", &headers, &body).await?;
     let r = n.refund().map_err(|_| {
         s.metrics.notification("refund", "malformed");

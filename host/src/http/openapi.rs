@@ -111,6 +111,11 @@ pub struct ErrorDetail {
     #[schema(nullable = false)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wechat_message: Option<String>,
+    /// For errors WeChat answered: whether the answer's signature verified (WeChat does not
+    /// sign the answer to a request whose own signature was wrong, e.g. `SIGN_ERROR`).
+    #[schema(nullable = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat_verified: Option<bool>,
 }
 
 /// The answer to WeChat Pay when a notification is not recorded (WeChat redelivers).
