@@ -137,18 +137,56 @@ impl Default for Edge {
     }
 }
 
-/// How the platform (WeChat Pay) signing keys are obtained.
+/// How the platform (WeChat Pay) signing keys are obtained (`WXPAY_PLATFORM_MODE`).
 #[derive(Clone, Debug)]
 pub enum PlatformKeySource {
-    /// Public-key mode: a WeChat Pay public key PEM and its id (`PUB_KEY_ID_…`).
+    /// `public_key`: a WeChat Pay public key PEM and its id (`PUB_KEY_ID_…`).
     PublicKey {
         /// The key id sent in `Wechatpay-Serial`.
         id: String,
         /// SPKI PEM text.
         pem: String,
     },
-    /// Certificate mode: platform certificates are downloaded from `/v3/certificates`.
+    /// `certificate`: platform certificates are downloaded from `/v3/certificates`.
     Certificates,
+    /// `combined`, for the switch from platform certificates to the WeChat Pay public key
+    /// (WeChat Pay "如何从平台证书切换成微信支付公钥"): the public key *and* the downloaded
+    /// certificates are held, so that answers and notifications verify under either serial
+    /// while WeChat moves from one to the other; requests name the public key in
+    /// `Wechatpay-Serial`, asking WeChat to sign their answers with it.
+    Combined {
+        /// The public key id (`PUB_KEY_ID_…`), sent in `Wechatpay-Serial`.
+        id: String,
+        /// SPKI PEM text of the public key.
+        pem: String,
+    },
+}
+
+impl PlatformKeySource {
+    /// The `WXPAY_PLATFORM_MODE` value of this source.
+    #[must_use]
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::PublicKey { .. } => "public_key",
+            Self::Certificates => "certificate",
+            Self::Combined { .. } => "combined",
+        }
+    }
+
+    /// The configured public key `(id, pem)`, in public-key and combined mode.
+    #[must_use]
+    pub fn public_key(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::PublicKey { id, pem } | Self::Combined { id, pem } => Some((id, pem)),
+            Self::Certificates => None,
+        }
+    }
+
+    /// Whether platform certificates are downloaded (certificate and combined mode).
+    #[must_use]
+    pub fn downloads_certificates(&self) -> bool {
+        matches!(self, Self::Certificates | Self::Combined { .. })
+    }
 }
 
 /// Why the configuration could not be loaded.
@@ -186,8 +224,10 @@ pub struct Config {
     pub merchant_key_pem: Secret,
     /// `WXPAY_API_V3_KEY`: the 32-byte APIv3 key (required).
     pub api_v3_key: Secret,
-    /// `WXPAY_PLATFORM_PUBLIC_KEY_FILE` + `WXPAY_PLATFORM_PUBLIC_KEY_ID` (public-key mode), or
-    /// certificate mode when both are absent.
+    /// `WXPAY_PLATFORM_MODE` (`certificate`, `public_key` or `combined`) with
+    /// `WXPAY_PLATFORM_PUBLIC_KEY_FILE` + `WXPAY_PLATFORM_PUBLIC_KEY_ID` (required by
+    /// `public_key` and `combined`). Default: `public_key` when the public key is configured,
+    /// else `certificate`; `certificate` ignores a configured public key (a way back).
     pub platform: PlatformKeySource,
     /// `WXPAY_NOTIFY_URL`: public HTTPS base URL WeChat calls (required); the pay notification
     /// goes to `{notify_url}/notify/pay`, refunds to `{notify_url}/notify/refund`.
@@ -247,18 +287,7 @@ impl Config {
         file: Option<&BTreeMap<String, String>>,
     ) -> Result<Self, ConfigError> {
         let src = Source { env, file };
-        let platform = match (
-            src.get("WXPAY_PLATFORM_PUBLIC_KEY_FILE"),
-            src.get("WXPAY_PLATFORM_PUBLIC_KEY_ID"),
-        ) {
-            (Some(path), Some(id)) => PlatformKeySource::PublicKey {
-                id,
-                pem: read_file("WXPAY_PLATFORM_PUBLIC_KEY_FILE", &path)?,
-            },
-            (None, None) => PlatformKeySource::Certificates,
-            (Some(_), None) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_ID")),
-            (None, Some(_)) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_FILE")),
-        };
+        let platform = platform_source(&src)?;
         let key_path = src.required("WXPAY_MERCHANT_KEY_FILE")?;
         let merchant_key_pem = Secret::new(read_file("WXPAY_MERCHANT_KEY_FILE", &key_path)?);
         let api_v3_key = Secret::new(src.required("WXPAY_API_V3_KEY")?);
@@ -386,6 +415,44 @@ impl DoctorConfig {
             None => None,
         };
         Ok(Self { merchant_cert_pem })
+    }
+}
+
+/// `WXPAY_PLATFORM_MODE` and the public key variables (see [`Config::platform`]).
+fn platform_source(src: &Source<'_>) -> Result<PlatformKeySource, ConfigError> {
+    const MODE: &str = "WXPAY_PLATFORM_MODE";
+    let public_key = match (
+        src.get("WXPAY_PLATFORM_PUBLIC_KEY_FILE"),
+        src.get("WXPAY_PLATFORM_PUBLIC_KEY_ID"),
+    ) {
+        (Some(path), Some(id)) => Some((
+            id.trim().to_owned(),
+            read_file("WXPAY_PLATFORM_PUBLIC_KEY_FILE", &path)?,
+        )),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_ID")),
+        (None, Some(_)) => return Err(ConfigError::Missing("WXPAY_PLATFORM_PUBLIC_KEY_FILE")),
+    };
+    let mode = src.get(MODE).map(|m| m.trim().to_ascii_lowercase());
+    let needs_key = |mode: &str| {
+        invalid(
+            MODE,
+            format!(
+                "{mode} requires WXPAY_PLATFORM_PUBLIC_KEY_ID and WXPAY_PLATFORM_PUBLIC_KEY_FILE"
+            ),
+        )
+    };
+    match (mode.as_deref(), public_key) {
+        (None, Some((id, pem))) | (Some("public_key"), Some((id, pem))) => {
+            Ok(PlatformKeySource::PublicKey { id, pem })
+        }
+        (None | Some("certificate"), _) => Ok(PlatformKeySource::Certificates),
+        (Some("combined"), Some((id, pem))) => Ok(PlatformKeySource::Combined { id, pem }),
+        (Some(m @ ("public_key" | "combined")), None) => Err(needs_key(m)),
+        (Some(other), _) => Err(invalid(
+            MODE,
+            format!("{other:?}: must be certificate, public_key or combined"),
+        )),
     }
 }
 
@@ -612,6 +679,41 @@ mod tests {
         v.insert("WXPAY_PLATFORM_PUBLIC_KEY_ID", "PUB_KEY_ID_1".into());
         let e = load(&v).expect_err("must fail").to_string();
         assert!(e.contains("WXPAY_PLATFORM_PUBLIC_KEY_FILE"), "{e}");
+    }
+
+    #[test]
+    fn platform_mode_defaults_from_what_is_configured() {
+        let d = tmp();
+        let pem = d.join("pub_key.pem");
+        std::fs::write(&pem, "PUBLIC").expect("write temp file");
+        let with_key = |mode: Option<&str>| {
+            let mut v = base(&d);
+            v.insert("WXPAY_PLATFORM_PUBLIC_KEY_ID", "PUB_KEY_ID_0114".into());
+            v.insert("WXPAY_PLATFORM_PUBLIC_KEY_FILE", pem.display().to_string());
+            if let Some(m) = mode {
+                v.insert("WXPAY_PLATFORM_MODE", m.into());
+            }
+            v
+        };
+        let mode = |v: &BTreeMap<&'static str, String>| load(v).expect("config").platform.mode();
+        assert_eq!(mode(&base(&d)), "certificate");
+        assert_eq!(mode(&with_key(None)), "public_key");
+        assert_eq!(mode(&with_key(Some("public_key"))), "public_key");
+        assert_eq!(mode(&with_key(Some("certificate"))), "certificate");
+        let c = load(&with_key(Some("Combined"))).expect("config");
+        assert!(c.platform.downloads_certificates());
+        assert_eq!(c.platform.public_key(), Some(("PUB_KEY_ID_0114", "PUBLIC")));
+        for (mode, with) in [
+            ("combined", false),
+            ("public_key", false),
+            ("publickey", true),
+            ("both", true),
+        ] {
+            let mut v = if with { with_key(None) } else { base(&d) };
+            v.insert("WXPAY_PLATFORM_MODE", mode.into());
+            let e = load(&v).expect_err(mode).to_string();
+            assert!(e.contains("WXPAY_PLATFORM_MODE"), "{mode}: {e}");
+        }
     }
 
     #[test]

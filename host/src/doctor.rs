@@ -307,27 +307,28 @@ fn api_v3_key(r: &mut Report, config: &Config) {
 }
 
 /// Certificate mode: the certificates download and verify. Public-key mode: the id is
-/// `PUB_KEY_ID_` + digits (the key itself loaded with the client). Returns whether answers
-/// can be verified.
+/// `PUB_KEY_ID_` + digits (the key itself loaded with the client). Combined mode: both.
+/// Returns whether answers can be verified.
 async fn platform_keys(r: &mut Report, config: &Config, client: &WechatClient) -> bool {
+    if let Some((id, _)) = config.platform.public_key() {
+        let digits = id.strip_prefix("PUB_KEY_ID_").unwrap_or("");
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            r.fail(
+                names::PLATFORM_KEYS,
+                format!("WXPAY_PLATFORM_PUBLIC_KEY_ID is {id:?}, not PUB_KEY_ID_ + digits"),
+                "copy the public key id shown next to the WeChat Pay public key in the \
+                 merchant platform (e.g. PUB_KEY_ID_0114232134912410000000000000)",
+            );
+            return false;
+        }
+    }
     match &config.platform {
         PlatformKeySource::PublicKey { id, .. } => {
-            let digits = id.strip_prefix("PUB_KEY_ID_").unwrap_or("");
-            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                r.pass(
-                    names::PLATFORM_KEYS,
-                    format!("public-key mode: {id} and its key load"),
-                );
-                true
-            } else {
-                r.fail(
-                    names::PLATFORM_KEYS,
-                    format!("WXPAY_PLATFORM_PUBLIC_KEY_ID is {id:?}, not PUB_KEY_ID_ + digits"),
-                    "copy the public key id shown next to the WeChat Pay public key in the \
-                     merchant platform (e.g. PUB_KEY_ID_0114232134912410000000000000)",
-                );
-                false
-            }
+            r.pass(
+                names::PLATFORM_KEYS,
+                format!("public-key mode: {id} and its key load"),
+            );
+            true
         }
         PlatformKeySource::Certificates => match client.refresh_certificates(true).await {
             Ok(n) if n > 0 => {
@@ -348,32 +349,69 @@ async fn platform_keys(r: &mut Report, config: &Config, client: &WechatClient) -
                 false
             }
             Err(e) => {
-                let fix = match &e {
-                    UpstreamError::Config(_) => {
-                        "set WXPAY_PLATFORM_PUBLIC_KEY_FILE and WXPAY_PLATFORM_PUBLIC_KEY_ID \
-                         (public-key mode)"
-                    }
-                    UpstreamError::Verify(wxpay_core::Error::DecryptFailed) => {
-                        "WXPAY_API_V3_KEY is not the APIv3 key of this merchant: the \
-                         certificates do not decrypt"
-                    }
-                    e if e.wechat_code().is_some_and(|(c, ..)| c == "SIGN_ERROR") => {
-                        "WeChat refused our request signature: fix the merchant key (see \
-                         \"signed request\")"
-                    }
-                    UpstreamError::Transport(_) | UpstreamError::Busy(_) => {
-                        "check that WXPAY_API_BASE is reachable from this machine"
-                    }
-                    _ => "see the detail",
-                };
                 r.fail(
                     names::PLATFORM_KEYS,
                     format!("certificate download failed: {e}"),
-                    fix,
+                    download_fix(&e),
                 );
                 false
             }
         },
+        PlatformKeySource::Combined { id, .. } => match client.refresh_certificates(true).await {
+            Ok(_) => {
+                let certificates: Vec<String> = client
+                    .with_platform_keys(PlatformKeys::serials)
+                    .into_iter()
+                    .filter(|s| Some(s.as_str()) != client.public_key_id())
+                    .collect();
+                let detail = if certificates.is_empty() {
+                    "WeChat lists no platform certificate any more: once the switch is \
+                     complete, set WXPAY_PLATFORM_MODE=public_key"
+                        .to_owned()
+                } else {
+                    format!(
+                        "{} platform certificate(s) downloaded and verified ({})",
+                        certificates.len(),
+                        certificates.join(", ")
+                    )
+                };
+                r.pass(
+                    names::PLATFORM_KEYS,
+                    format!("combined mode: {id} and its key load; {detail}"),
+                );
+                true
+            }
+            Err(e) => {
+                r.fail(
+                    names::PLATFORM_KEYS,
+                    format!("combined mode: certificate download failed: {e}"),
+                    download_fix(&e),
+                );
+                false
+            }
+        },
+    }
+}
+
+/// The fix for a failed certificate download.
+fn download_fix(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Config(_) => {
+            "set WXPAY_PLATFORM_PUBLIC_KEY_FILE and WXPAY_PLATFORM_PUBLIC_KEY_ID \
+             (public-key mode)"
+        }
+        UpstreamError::Verify(wxpay_core::Error::DecryptFailed) => {
+            "WXPAY_API_V3_KEY is not the APIv3 key of this merchant: the \
+             certificates do not decrypt"
+        }
+        e if e.wechat_code().is_some_and(|(c, ..)| c == "SIGN_ERROR") => {
+            "WeChat refused our request signature: fix the merchant key (see \
+             \"signed request\")"
+        }
+        UpstreamError::Transport(_) | UpstreamError::Busy(_) => {
+            "check that WXPAY_API_BASE is reachable from this machine"
+        }
+        _ => "see the detail",
     }
 }
 

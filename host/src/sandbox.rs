@@ -19,12 +19,21 @@ pub fn simulator_config(
     database_url: &str,
     admin_token: &str,
 ) -> Config {
-    let platform = match sim.platform_public_key_id() {
-        Some(id) => PlatformKeySource::PublicKey {
+    // A simulator with both a public key and a certificate is a merchant switching from one
+    // to the other: combined mode.
+    let platform = match (
+        sim.platform_public_key_id(),
+        sim.platform_certificate_serial(),
+    ) {
+        (Some(id), Some(_)) => PlatformKeySource::Combined {
             id: id.to_owned(),
             pem: sim.platform_public_key_pem().to_owned(),
         },
-        None => PlatformKeySource::Certificates,
+        (Some(id), None) => PlatformKeySource::PublicKey {
+            id: id.to_owned(),
+            pem: sim.platform_public_key_pem().to_owned(),
+        },
+        (None, _) => PlatformKeySource::Certificates,
     };
     Config {
         listen,

@@ -65,12 +65,16 @@ pub struct SimulatorCredentials {
     /// The merchant public key the simulator verifies with, SPKI PEM.
     pub merchant_public_key_pem: String,
     /// WeChat Pay platform public key, SPKI PEM (content of `WXPAY_PLATFORM_PUBLIC_KEY_FILE`).
+    /// In public-key migration mode, the WeChat Pay public key (a key of its own, not the
+    /// certificate's).
     pub platform_public_key_pem: String,
     /// The platform certificate PEM (what `/v3/certificates` delivers in certificate mode).
     pub platform_certificate_pem: String,
-    /// `Some(PUB_KEY_ID_…)` in public-key mode (`WXPAY_PLATFORM_PUBLIC_KEY_ID`), else `None`.
+    /// `Some(PUB_KEY_ID_…)` in public-key and migration mode (`WXPAY_PLATFORM_PUBLIC_KEY_ID`),
+    /// else `None`.
     pub platform_public_key_id: Option<String>,
-    /// `Some(serial)` of the platform certificate in certificate mode, else `None`.
+    /// `Some(serial)` of the platform certificate in certificate and migration mode, else
+    /// `None`.
     pub platform_certificate_serial: Option<String>,
 }
 
@@ -93,13 +97,13 @@ impl fmt::Debug for SimulatorCredentials {
 }
 
 impl SimulatorCredentials {
-    /// The `Wechatpay-Serial` the simulator signs under: the public key id in public-key mode,
-    /// the certificate serial in certificate mode.
+    /// The `Wechatpay-Serial` the simulator signs under at start: the public key id in
+    /// public-key mode, the certificate serial in certificate and migration mode.
     #[must_use]
     pub fn platform_serial(&self) -> &str {
-        self.platform_public_key_id
+        self.platform_certificate_serial
             .as_deref()
-            .or(self.platform_certificate_serial.as_deref())
+            .or(self.platform_public_key_id.as_deref())
             .unwrap_or_default()
     }
 }
@@ -136,11 +140,24 @@ pub(crate) fn rotated_platform_certificate(
     Ok(PlatformCertificate { signer, info, pem })
 }
 
+/// Which platform keys a simulated merchant has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlatformMode {
+    /// Platform certificates only.
+    Certificate,
+    /// The WeChat Pay public key only.
+    PublicKey,
+    /// Switching from the certificate to the public key: both, each with its own key pair.
+    Migration,
+}
+
 /// The parsed keys the simulator works with.
 pub(crate) struct SimKeys {
     pub credentials: SimulatorCredentials,
     /// The platform private key, wrapped as a signer whose "serial" is the platform serial.
     pub platform_signer: MerchantSigner,
+    /// Migration mode: the WeChat Pay public key's private half, whose "serial" is its id.
+    pub public_key_signer: Option<MerchantSigner>,
     /// Verifies the merchant's `Authorization` and `paySign`.
     pub merchant_public: PublicKey,
     /// Validity of the platform certificate, for `/v3/certificates`.
@@ -166,7 +183,7 @@ impl SimKeys {
     /// that do not belong together, [`SimulatorError::KeyGeneration`] if generation fails.
     pub(crate) fn load<R: CryptoRng>(
         rng: &mut R,
-        public_key_mode: bool,
+        mode: PlatformMode,
         api_v3_key: Option<String>,
         keys_dir: Option<&Path>,
         now: u64,
@@ -177,10 +194,19 @@ impl SimKeys {
         };
         let provider = default_provider();
         let certificate = parse_certificate_pem(&pems.platform_cert)?;
-        let (platform_public_key_id, platform_certificate_serial) = if public_key_mode {
-            (Some(PLATFORM_PUBLIC_KEY_ID.to_owned()), None)
-        } else {
-            (None, Some(certificate.serial_no.clone()))
+        let (platform_public_key_id, platform_certificate_serial) = match mode {
+            PlatformMode::PublicKey => (Some(PLATFORM_PUBLIC_KEY_ID.to_owned()), None),
+            PlatformMode::Certificate => (None, Some(certificate.serial_no.clone())),
+            PlatformMode::Migration => (
+                Some(PLATFORM_PUBLIC_KEY_ID.to_owned()),
+                Some(certificate.serial_no.clone()),
+            ),
+        };
+        // WeChat Pay's public key is a key of its own: in migration mode a message verified
+        // with the wrong one of the two fails.
+        let public_key_pair = match mode {
+            PlatformMode::Migration => Some(generate_rsa()?),
+            PlatformMode::Certificate | PlatformMode::PublicKey => None,
         };
         let api_v3_key = api_v3_key.unwrap_or_else(|| wxpay_core::nonce::nonce_str(rng));
         // Fail at start, not at the first notification, if a configured key is unusable.
@@ -193,7 +219,9 @@ impl SimKeys {
             merchant_serial: MERCHANT_SERIAL.to_owned(),
             merchant_private_key_pem: pems.merchant_private,
             merchant_public_key_pem: pems.merchant_public,
-            platform_public_key_pem: pems.platform_public,
+            platform_public_key_pem: public_key_pair
+                .as_ref()
+                .map_or(pems.platform_public, KeyPair::public_key_pem),
             platform_certificate_pem: pems.platform_cert,
             platform_public_key_id,
             platform_certificate_serial,
@@ -216,9 +244,18 @@ impl SimKeys {
             &merchant_public,
             "merchant_public_key.pem is not the merchant private key's public key",
         )?;
+        let public_key_signer = match &public_key_pair {
+            Some(pair) => Some(MerchantSigner::from_pem(
+                provider,
+                &pair.serialize_pem(),
+                MCHID,
+                PLATFORM_PUBLIC_KEY_ID,
+            )?),
+            None => None,
+        };
         let platform_public = PublicKey::from_pem(provider, &credentials.platform_public_key_pem)?;
         check_pair(
-            &platform_signer,
+            public_key_signer.as_ref().unwrap_or(&platform_signer),
             &platform_public,
             "platform_public_key.pem is not the platform private key's public key",
         )?;
@@ -234,6 +271,7 @@ impl SimKeys {
         Ok(Self {
             credentials,
             platform_signer,
+            public_key_signer,
             merchant_public,
             certificate,
         })

@@ -175,6 +175,15 @@ pub struct SimulatorOptions {
     /// `true`: "WeChat Pay public key" mode (responses signed under `PUB_KEY_ID_…`,
     /// `/v3/certificates` answers 404). `false` (default): platform certificate mode.
     pub public_key_mode: bool,
+    /// `true`: a merchant switching from the platform certificate to the WeChat Pay public key
+    /// (WeChat Pay "如何从平台证书切换成微信支付公钥"); overrides `public_key_mode`. Both keys
+    /// exist, each its own key pair: `/v3/certificates` lists the certificate, and
+    /// [`SimulatorCredentials`] carry the public key and its id. Like WeChat during the gray
+    /// switch, an answer is signed with the key the request's `Wechatpay-Serial` names (the
+    /// public key for its id, the certificate for a certificate serial); notifications, and
+    /// answers to requests naming no key, are signed with the certificate until
+    /// [`SimulatorHandle::switch_to_public_key`], with the public key after. Default `false`.
+    pub public_key_migration: bool,
     /// Waits between notification attempts; default [`wechat_retry_schedule`]. Tests compress
     /// it (e.g. 15 × 20 ms). An empty schedule means a single attempt.
     pub notify_retry_schedule: Vec<Duration>,
@@ -204,6 +213,7 @@ impl Default for SimulatorOptions {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_key_mode: false,
+            public_key_migration: false,
             notify_retry_schedule: wechat_retry_schedule(),
             notify_timeout: Duration::from_secs(5),
             refund_delay: Some(Duration::from_secs(1)),
@@ -308,6 +318,9 @@ pub enum SimulatorError {
     /// Platform certificates (and their rotation) do not exist in public-key mode.
     #[error("platform certificates are not used in public-key mode")]
     PublicKeyMode,
+    /// A switch to the public key needs [`SimulatorOptions::public_key_migration`].
+    #[error("the simulator was not started with public_key_migration")]
+    NotMigrating,
 }
 
 /// State shared by the routes, the notifier and the handle.
@@ -325,6 +338,8 @@ pub(crate) struct Shared {
     pub runtime: tokio::runtime::Handle,
     pub world: Mutex<World>,
     pub deliveries: Mutex<Vec<DeliveryAttempt>>,
+    /// The last [`ANSWER_LOG_LEN`] APIv3 answers' serials, oldest first.
+    pub answers: Mutex<std::collections::VecDeque<AnswerSerial>>,
     pub stats: watch::Sender<DeliveryStats>,
     pub shutdown: watch::Sender<bool>,
 }
@@ -339,6 +354,60 @@ pub(crate) struct Platform {
     /// Every certificate listed by `/v3/certificates` (serial, validity) with its PEM, oldest
     /// first.
     pub certificates: Vec<(CertificateInfo, String)>,
+    /// Migration mode: the WeChat Pay public key's signer and its id (`PUB_KEY_ID_…`).
+    pub public_key: Option<(Arc<MerchantSigner>, String)>,
+    /// Migration mode: the merchant applied the switch, so notifications (and answers to
+    /// requests naming no key) are signed with [`Platform::public_key`].
+    pub switched: bool,
+    /// Migration mode: answers are signed with the key the request names (default); `false`
+    /// signs them all with the default signer, as WeChat's gray switch may still do.
+    pub answers_follow_request: bool,
+}
+
+/// How many answers [`SimulatorHandle::answer_serials`] remembers.
+const ANSWER_LOG_LEN: usize = 1024;
+
+/// One APIv3 answer as signed: the `Wechatpay-Serial` its request named and the one it was
+/// signed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerSerial {
+    /// The request's path and query.
+    pub path: String,
+    /// The request's `Wechatpay-Serial` header, if any.
+    pub requested: Option<String>,
+    /// The `Wechatpay-Serial` of the answer.
+    pub signed: String,
+}
+
+impl Platform {
+    /// The signer of notifications and of answers to requests that name no key.
+    fn default_signer(&self) -> (&Arc<MerchantSigner>, &str) {
+        match &self.public_key {
+            Some((signer, id)) if self.switched => (signer, id),
+            _ => (&self.signer, &self.serial),
+        }
+    }
+
+    /// The signer of an answer to a request whose `Wechatpay-Serial` is `requested`: in
+    /// migration mode the public key when the request names it, the certificate when it names
+    /// a certificate serial; otherwise the default signer.
+    fn answer_signer(&self, requested: Option<&str>) -> (&Arc<MerchantSigner>, &str) {
+        if !self.answers_follow_request {
+            return self.default_signer();
+        }
+        match (&self.public_key, requested) {
+            (Some((signer, id)), Some(r)) if r.trim().eq_ignore_ascii_case(id) => (signer, id),
+            (Some(_), Some(r))
+                if self
+                    .certificates
+                    .iter()
+                    .any(|(c, _)| c.serial_no.eq_ignore_ascii_case(r.trim())) =>
+            {
+                (&self.signer, &self.serial)
+            }
+            _ => self.default_signer(),
+        }
+    }
 }
 
 impl Shared {
@@ -361,9 +430,33 @@ impl Shared {
     /// responses and notifications (WeChat Pay APIv3 "签名验证"); the result carries the serial
     /// it was signed under.
     pub(crate) fn sign(&self, body: &[u8]) -> wxpay_core::Result<Signed> {
+        self.sign_answer(body, None)
+    }
+
+    /// Records which serial an answer to `path` was signed under.
+    pub(crate) fn log_answer(&self, path: String, requested: Option<String>, signed: &str) {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        if answers.len() >= ANSWER_LOG_LEN {
+            answers.pop_front();
+        }
+        answers.push_back(AnswerSerial {
+            path,
+            requested,
+            signed: signed.to_owned(),
+        });
+    }
+
+    /// Like [`Shared::sign`], for the answer to a request whose `Wechatpay-Serial` header is
+    /// `requested` ([`Platform::answer_signer`]).
+    pub(crate) fn sign_answer(
+        &self,
+        body: &[u8],
+        requested: Option<&str>,
+    ) -> wxpay_core::Result<Signed> {
         let (signer, serial) = {
             let p = self.platform();
-            (p.signer.clone(), p.serial.clone())
+            let (signer, serial) = p.answer_signer(requested);
+            (signer.clone(), serial.to_owned())
         };
         let mut rng = rng();
         let timestamp = wxpay_core::nonce::timestamp(self.now());
@@ -615,20 +708,20 @@ pub(crate) fn rng() -> UnwrapErr<getrandom::SysRng> {
 /// (or a failed generation); [`SimulatorError::Client`] if the HTTP client cannot be built.
 pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorError> {
     let started = std::time::Instant::now();
-    let (public_key_mode, api_v3_key, keys_dir, now) = (
-        opts.public_key_mode,
+    let mode = if opts.public_key_migration {
+        keys::PlatformMode::Migration
+    } else if opts.public_key_mode {
+        keys::PlatformMode::PublicKey
+    } else {
+        keys::PlatformMode::Certificate
+    };
+    let (api_v3_key, keys_dir, now) = (
         opts.api_v3_key.clone(),
         opts.keys_dir.clone(),
         opts.clock.now(),
     );
     let keys = tokio::task::spawn_blocking(move || {
-        keys::SimKeys::load(
-            &mut rng(),
-            public_key_mode,
-            api_v3_key,
-            keys_dir.as_deref(),
-            now,
-        )
+        keys::SimKeys::load(&mut rng(), mode, api_v3_key, keys_dir.as_deref(), now)
     })
     .await
     .map_err(|e| SimulatorError::KeyGeneration(format!("key task: {e}")))??;
@@ -663,6 +756,12 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
             keys.certificate,
             keys.credentials.platform_certificate_pem.clone(),
         )],
+        public_key: keys.public_key_signer.map(|s| {
+            let id = s.serial_no().to_owned();
+            (Arc::new(s), id)
+        }),
+        switched: false,
+        answers_follow_request: true,
     };
     let shared = Arc::new(Shared {
         creds: keys.credentials,
@@ -677,6 +776,7 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
         runtime: tokio::runtime::Handle::current(),
         world: Mutex::new(World::default()),
         deliveries: Mutex::new(Vec::new()),
+        answers: Mutex::new(std::collections::VecDeque::new()),
         stats: watch::Sender::new(DeliveryStats::default()),
         shutdown,
     });
@@ -801,11 +901,65 @@ impl SimulatorHandle {
         self.shared.creds.platform_serial()
     }
 
-    /// The `Wechatpay-Serial` responses and notifications are signed under now: the start
-    /// serial, or the rotated certificate's serial after a rotation.
+    /// The `Wechatpay-Serial` notifications (and answers to requests naming no key) are signed
+    /// under now: the start serial, the rotated certificate's serial after a rotation, the
+    /// public key id after [`SimulatorHandle::switch_to_public_key`].
     #[must_use]
     pub fn current_platform_serial(&self) -> String {
-        self.shared.platform().serial.clone()
+        self.shared.platform().default_signer().1.to_owned()
+    }
+
+    /// Migration mode ([`SimulatorOptions::public_key_migration`]): the merchant applies the
+    /// switch to the WeChat Pay public key in the merchant platform. From now on notifications
+    /// — retries of those being delivered included — and answers to requests naming no key in
+    /// `Wechatpay-Serial` are signed with the public key, under its id; a request naming a
+    /// certificate serial still gets a certificate-signed answer. Returns the public key id.
+    ///
+    /// # Errors
+    /// [`SimulatorError::NotMigrating`] unless started in migration mode.
+    pub fn switch_to_public_key(&self) -> Result<String, SimulatorError> {
+        self.migration(|p| p.switched = true)
+    }
+
+    /// Migration mode: `false` signs every answer with the default key (the certificate before
+    /// [`SimulatorHandle::switch_to_public_key`], the public key after) whatever the request's
+    /// `Wechatpay-Serial` names, as WeChat's gray switch may while its "应答使用公钥比例" is
+    /// 0 % or 100 %; `true` (the start) signs with the key the request names. Returns the
+    /// public key id.
+    ///
+    /// # Errors
+    /// [`SimulatorError::NotMigrating`] unless started in migration mode.
+    pub fn answers_follow_request(&self, follow: bool) -> Result<String, SimulatorError> {
+        self.migration(|p| p.answers_follow_request = follow)
+    }
+
+    /// Every APIv3 answer signed lately (at most the last 1024), oldest first: which
+    /// `Wechatpay-Serial` the request named and which one signed the answer.
+    #[must_use]
+    pub fn answer_serials(&self) -> Vec<AnswerSerial> {
+        self.shared
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn migration(&self, change: impl FnOnce(&mut Platform)) -> Result<String, SimulatorError> {
+        let mut platform = self
+            .shared
+            .platform
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = match &platform.public_key {
+            Some((_, id)) => id.clone(),
+            None => return Err(SimulatorError::NotMigrating),
+        };
+        change(&mut platform);
+        tracing::info!(%id, switched = platform.switched,
+            answers_follow_request = platform.answers_follow_request, "simulated key migration");
+        Ok(id)
     }
 
     /// The serials `/v3/certificates` lists now, oldest first.

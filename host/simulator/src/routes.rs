@@ -106,8 +106,22 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
 /// Outermost `/v3` layer: applies forced failures, then signs whatever the response is over its
 /// exact body bytes (WeChat Pay APIv3 "签名验证": every response is signed, errors included) —
 /// unless the answer says otherwise ([`AnswerSigning`]): WeChat leaves the 401 `SIGN_ERROR`
-/// to a request whose signature it rejected unsigned.
+/// to a request whose signature it rejected unsigned. The request's `Wechatpay-Serial` picks
+/// the key in migration mode (WeChat Pay "如何从平台证书切换成微信支付公钥": the answer is signed
+/// with the key the request names).
 async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Response {
+    let requested = req
+        .headers()
+        .get("Wechatpay-Serial")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or(req.uri(), |o| &o.0)
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let forced = shared.world().v3_failures.pop_front();
     let response = match forced {
         Some(fault) => {
@@ -140,9 +154,9 @@ async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Respons
         // A signature over other bytes: well-formed, from the right key, and wrong.
         let mut other = bytes.to_vec();
         other.extend_from_slice(b" ");
-        shared.sign(&other)
+        shared.sign_answer(&other, requested.as_deref())
     } else {
-        shared.sign(&bytes)
+        shared.sign_answer(&bytes, requested.as_deref())
     };
     let signed = match signed {
         Ok(s) => s,
@@ -151,6 +165,7 @@ async fn sign_responses(State(shared): Sim, req: Request, next: Next) -> Respons
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    shared.log_answer(path, requested, &signed.serial);
     for (name, value) in signed.headers() {
         if let Ok(v) = HeaderValue::from_str(value) {
             parts.headers.insert(name, v);

@@ -1353,3 +1353,129 @@ async fn signed_notifications_for_any_resource() {
             .any(|(k, v)| k == "Wechatpay-Serial" && *v == new)
     );
 }
+
+/// An APIv3 `GET` whose request names `serial` in `Wechatpay-Serial` (or nothing).
+async fn get_naming(h: &SimulatorHandle, url: &str, serial: Option<&str>) -> Reply {
+    let auth = authorization(
+        &signer(h),
+        &mut rng(),
+        "GET",
+        url,
+        &now().to_string(),
+        &wxpay_core::nonce::nonce_str(&mut rng()),
+        "",
+    )
+    .expect("authorization");
+    let mut req = reqwest::Client::new()
+        .get(format!("{}{url}", h.base_url()))
+        .header("Accept", "application/json")
+        .header("Authorization", auth.header);
+    if let Some(s) = serial {
+        req = req.header("Wechatpay-Serial", s);
+    }
+    let resp = req.send().await.expect("simulator answers");
+    Reply {
+        status: StatusCode::from_u16(resp.status().as_u16()).expect("status"),
+        headers: resp.headers().clone(),
+        body: resp.bytes().await.expect("body"),
+    }
+}
+
+#[tokio::test]
+async fn migration_signs_answers_by_the_requested_serial_and_switches_notifications() {
+    let h = sim(SimulatorOptions {
+        public_key_migration: true,
+        ..fast()
+    })
+    .await;
+    let id = h
+        .platform_public_key_id()
+        .expect("public key id")
+        .to_owned();
+    let cert = h
+        .platform_certificate_serial()
+        .expect("certificate serial")
+        .to_owned();
+    assert!(id.starts_with("PUB_KEY_ID_"));
+    assert_eq!(h.current_platform_serial(), cert);
+    // The two kinds, each its own key: a host holding both verifies either answer.
+    let mut certificate_only = PlatformKeys::new();
+    certificate_only
+        .insert_certificate_pem(
+            default_provider(),
+            &h.credentials().platform_certificate_pem,
+        )
+        .expect("certificate");
+    let mut public_key_only = PlatformKeys::new();
+    public_key_only
+        .insert_public_key_pem(default_provider(), &id, h.platform_public_key_pem())
+        .expect("public key");
+    let mut both = PlatformKeys::new();
+    both.insert_certificate_pem(
+        default_provider(),
+        &h.credentials().platform_certificate_pem,
+    )
+    .expect("certificate");
+    both.insert_public_key_pem(default_provider(), &id, h.platform_public_key_pem())
+        .expect("public key");
+    // The public key's PEM under the certificate's serial does not verify: different keys.
+    let mut crossed = PlatformKeys::new();
+    crossed
+        .insert_public_key_pem(default_provider(), &cert, h.platform_public_key_pem())
+        .expect("public key");
+    let url = "/v3/certificates";
+    for (named, switched, expect) in [
+        (None, false, &cert),
+        (Some(id.as_str()), false, &id),
+        (Some(cert.as_str()), false, &cert),
+        (None, true, &id),
+        (Some(id.as_str()), true, &id),
+        (Some(cert.as_str()), true, &cert),
+    ] {
+        if switched {
+            assert_eq!(h.switch_to_public_key().expect("migrating"), id);
+        }
+        let r = get_naming(&h, url, named).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let wx = wechatpay_headers(&r.headers);
+        assert_eq!(&wx.serial, expect, "request naming {named:?}");
+        verify_response(&both, &wx, &r.body, now()).expect("verifies with both");
+        let (own, other) = if expect == &id {
+            (&public_key_only, &certificate_only)
+        } else {
+            (&certificate_only, &public_key_only)
+        };
+        verify_response(own, &wx, &r.body, now()).expect("verifies with its own kind");
+        assert_eq!(
+            verify_response(other, &wx, &r.body, now()).err(),
+            Some(wxpay_core::Error::UnknownSerial)
+        );
+        if expect == &cert {
+            assert_eq!(
+                verify_response(&crossed, &wx, &r.body, now()).err(),
+                Some(wxpay_core::Error::SignatureMismatch)
+            );
+        }
+    }
+    let log = h.answer_serials();
+    assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|a| a.path == url), "{log:?}");
+    assert_eq!(log[1].requested.as_deref(), Some(id.as_str()));
+    // Notifications follow the switch.
+    assert_eq!(h.current_platform_serial(), id);
+    let resource = json!({ "out_trade_no": "MIGRATE1" });
+    let (headers, body) = h
+        .signed_notification("n1", "TRANSACTION.SUCCESS", "transaction", &resource)
+        .expect("notification");
+    let wx = WechatpayHeaders::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .expect("headers");
+    assert_eq!(wx.serial, id);
+    let key = ApiV3Key::new(h.api_v3_key()).expect("key");
+    verify_notification(&public_key_only, &key, &wx, &body, now()).expect("verifies");
+
+    let plain = sim(fast()).await;
+    assert!(matches!(
+        plain.switch_to_public_key(),
+        Err(SimulatorError::NotMigrating)
+    ));
+}

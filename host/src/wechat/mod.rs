@@ -11,8 +11,14 @@
 //! bounded number of times with exponential backoff (all the calls made here are idempotent at
 //! WeChat: they are keyed by `out_trade_no` / `out_refund_no`), by one retry loop
 //! (`WechatClient::retrying`) for both APIs. An unknown `Wechatpay-Serial`, in a response or a
-//! notification, triggers one rate-limited certificate refresh (certificate mode) and one more
-//! verification, in one place ([`WechatClient::verify_with_refresh`]).
+//! notification, triggers one rate-limited certificate refresh (certificate and combined mode)
+//! and one more verification, in one place ([`WechatClient::verify_with_refresh`]).
+//!
+//! Every APIv3 request names in `Wechatpay-Serial` the platform key the host wants its answer
+//! signed with ([`WechatClient::request_serial`]): the WeChat Pay public key id when one is
+//! configured, else the newest platform certificate. During the switch from certificates to the
+//! public key WeChat signs an answer with the key the request names (its "应答使用公钥比例"),
+//! and notifications under either key; combined mode holds both, so both verify.
 
 pub mod answer;
 
@@ -31,11 +37,13 @@ use wxpay_core::v3::{self, ApiV3Key, Transaction, WechatpayHeaders};
 use wxpay_core::{MerchantSigner, PlatformKeys};
 
 use crate::clock::Clock;
-use crate::config::{Config, PlatformKeySource, Secret};
+use crate::config::{Config, Secret};
 use crate::domain::Order;
 use crate::metrics::Metrics;
 use crate::store::User;
 
+/// The request header naming the platform key the answer should be signed with.
+const WECHATPAY_SERIAL: &str = "Wechatpay-Serial";
 /// Minimum time between two certificate downloads triggered by unknown serials.
 const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 /// First retry delay; doubled on each retry, with jitter, up to [`BACKOFF_CAP`].
@@ -263,7 +271,10 @@ pub struct WechatClient {
     notify_url: String,
     signer: MerchantSigner,
     api_v3_key: ApiV3Key,
+    /// Platform certificates are downloaded (certificate and combined mode).
     certificate_mode: bool,
+    /// The configured WeChat Pay public key id (public-key and combined mode).
+    public_key_id: Option<String>,
     platform: RwLock<PlatformKeys>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     retries: u32,
@@ -278,6 +289,7 @@ impl std::fmt::Debug for WechatClient {
             .field("login_base", &self.login_base)
             .field("mchid", &self.signer.mchid())
             .field("certificate_mode", &self.certificate_mode)
+            .field("public_key_id", &self.public_key_id)
             .finish_non_exhaustive()
     }
 }
@@ -308,8 +320,9 @@ fn backoff(attempt: u32) -> Duration {
 
 impl WechatClient {
     /// Builds the client from the configuration: loads the merchant key, the APIv3 key and, in
-    /// public-key mode, the platform public key. Certificate mode starts with no platform key:
-    /// call [`WechatClient::refresh_certificates`] before the first verification.
+    /// public-key and combined mode, the platform public key. Certificate mode starts with no
+    /// platform key: call [`WechatClient::refresh_certificates`] before the first verification
+    /// (combined mode too, for the certificates).
     ///
     /// # Errors
     /// [`ClientInitError`] naming the unusable setting.
@@ -330,15 +343,16 @@ impl WechatClient {
             .map_err(ClientInitError::ApiV3Key)?
             .with_provider(provider);
         let mut platform = PlatformKeys::new();
-        let certificate_mode = match &config.platform {
-            PlatformKeySource::PublicKey { id, pem } => {
+        let public_key_id = match config.platform.public_key() {
+            Some((id, pem)) => {
                 platform
                     .insert_public_key_pem(provider, id, pem)
                     .map_err(ClientInitError::PlatformKey)?;
-                false
+                Some(id.trim().to_ascii_uppercase())
             }
-            PlatformKeySource::Certificates => true,
+            None => None,
         };
+        let certificate_mode = config.platform.downloads_certificates();
         let http = reqwest::Client::builder()
             .timeout(config.http_timeout)
             .connect_timeout(config.http_timeout.min(Duration::from_secs(5)))
@@ -355,6 +369,7 @@ impl WechatClient {
             signer,
             api_v3_key,
             certificate_mode,
+            public_key_id,
             platform: RwLock::new(platform),
             last_refresh: tokio::sync::Mutex::new(None),
             retries: config.upstream_retries,
@@ -375,10 +390,29 @@ impl WechatClient {
         &self.api_v3_key
     }
 
-    /// Whether platform certificates are downloaded (certificate mode).
+    /// Whether platform certificates are downloaded (certificate and combined mode).
     #[must_use]
     pub fn certificate_mode(&self) -> bool {
         self.certificate_mode
+    }
+
+    /// The configured WeChat Pay public key id (public-key and combined mode).
+    #[must_use]
+    pub fn public_key_id(&self) -> Option<&str> {
+        self.public_key_id.as_deref()
+    }
+
+    /// The `Wechatpay-Serial` a request carries: the key the host wants WeChat to sign the
+    /// answer with — the public key id when one is configured, else the newest valid platform
+    /// certificate's serial; `None` while no key is known (the first certificate download).
+    /// WeChat Pay documents the header for requests with encrypted fields; during the switch
+    /// to the public key it also decides which key signs the answer.
+    #[must_use]
+    pub fn request_serial(&self) -> Option<String> {
+        self.public_key_id.clone().or_else(|| {
+            let now = self.now_u64();
+            self.with_platform_keys(|k| k.preferred_serial(now).map(str::to_owned))
+        })
     }
 
     /// How many platform keys are held.
@@ -397,8 +431,10 @@ impl WechatClient {
     }
 
     /// Runs `f` (one verification with the platform keys held and the current time); on an
-    /// unknown serial in certificate mode, refreshes the certificates (rate-limited) and runs it
-    /// once more. The one refresh path for responses and notifications alike.
+    /// unknown serial in certificate or combined mode, refreshes the certificates (rate-limited)
+    /// and runs it once more. The one refresh path for responses and notifications alike: in
+    /// combined mode the public key and the certificates are one set of keys by serial, so a
+    /// message signed under either verifies.
     ///
     /// # Errors
     /// Whatever `f` returns last.
@@ -662,11 +698,14 @@ impl WechatClient {
     /// is rate-limited to one download per 30 s; forced downloads (start-up, schedule) neither
     /// wait for nor count towards that limit.
     ///
-    /// Returns the number of certificates now held.
+    /// Returns the number of platform keys now held (the public key included, in combined
+    /// mode).
     ///
     /// # Errors
-    /// [`UpstreamError::Config`] for a 404 (the merchant is in public-key mode) or when called in
-    /// public-key mode; transport, verification and decryption failures.
+    /// [`UpstreamError::Config`] for a 404 in certificate mode (the merchant is in public-key
+    /// mode; in combined mode a 404 only means WeChat has no certificate left for this merchant,
+    /// logged: the public key still verifies) or when called in public-key mode; transport,
+    /// verification and decryption failures.
     pub async fn refresh_certificates(&self, force: bool) -> Result<usize, UpstreamError> {
         if !self.certificate_mode {
             return Err(UpstreamError::Config(
@@ -685,6 +724,13 @@ impl WechatClient {
         let raw = self
             .send("certificates", Method::GET, "/v3/certificates", None)
             .await?;
+        if raw.status == 404 && self.public_key_id.is_some() {
+            tracing::warn!(
+                "GET /v3/certificates answered 404: no platform certificate for this merchant; \
+                 the public key alone verifies (set WXPAY_PLATFORM_MODE=public_key)"
+            );
+            return Ok(self.platform_key_count());
+        }
         if raw.status == 404 {
             return Err(UpstreamError::Config(
                 "GET /v3/certificates answered 404: this merchant uses WeChat Pay public-key mode; \
@@ -794,6 +840,9 @@ impl WechatClient {
                     USER_AGENT,
                     concat!("wxpay-host/", env!("CARGO_PKG_VERSION")),
                 );
+            if let Some(serial) = self.request_serial() {
+                req = req.header(WECHATPAY_SERIAL, serial);
+            }
             if body.is_some() {
                 req = req
                     .header(CONTENT_TYPE, "application/json")

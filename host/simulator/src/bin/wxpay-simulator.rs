@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
 
 const USAGE: &str = "usage: wxpay-simulator [--listen ADDR] [--public-key-mode] \
+                     [--public-key-migration] \
                      [--compress FACTOR] [--keys-dir DIR] [--out-dir DIR]";
 
 struct Args {
@@ -38,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--listen: {e}"))?;
             }
             "--public-key-mode" => opts.public_key_mode = true,
+            "--public-key-migration" => opts.public_key_migration = true,
             "--compress" => {
                 let factor = value("--compress")?
                     .parse::<u32>()
