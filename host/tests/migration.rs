@@ -19,6 +19,7 @@ on_both!(
     certificate_mode_refuses_public_key_notifications,
     public_key_mode_refuses_certificate_notifications,
     combined_mode_starts_when_certificates_are_gone,
+    doctor_passes_in_combined_mode,
 );
 
 /// A simulator in the middle of the switch: certificate and public key both exist.
@@ -264,4 +265,23 @@ fn bad_platform_mode_is_a_start_up_error() {
             "{mode}: {stderr}"
         );
     }
+}
+
+/// `wxpay-host doctor` in combined mode: the public key id and the certificates both check.
+async fn doctor_passes_in_combined_mode(b: Backend) {
+    let env = Env::with(b, migrating()).await;
+    let mut config = env.config.clone();
+    config.notify_url = "https://pay.example.com/wx".into();
+    let r = wxpay_host::doctor::run(&config, &wxpay_host::config::DoctorConfig::default()).await;
+    assert!(r.passed(), "{r}");
+    let line = r
+        .check(wxpay_host::doctor::names::PLATFORM_KEYS)
+        .expect("platform keys line");
+    let text = format!("{r}");
+    let cert = env.sim.platform_certificate_serial().unwrap();
+    assert!(
+        text.contains("combined mode") && text.contains(cert),
+        "{line:?}\n{text}"
+    );
+    env.finish().await;
 }
