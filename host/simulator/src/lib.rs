@@ -15,6 +15,8 @@
 //! | `GET /v3/refund/domestic/refunds/{out_refund_no}` | refund query (`PROCESSING`, `SUCCESS`, `CLOSED`, `ABNORMAL`), 404 `RESOURCE_NOT_EXISTS` for a refund never received; counted per refund |
 //! | `GET /v3/certificates` | platform certificates (certificate mode; old and new after [`SimulatorHandle::rotate_platform_certificate`]) or 404 `NOT_FOUND` (public-key mode) |
 //!
+//! | `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`, `/pay/refundquery`, `/secapi/pay/refund` | APIv2, XML in and out, `MD5` or `HMAC-SHA256` with the APIv2 key ([`SimulatorOptions::api_v2_key`], [`SimulatorOptions::v2_sign_type`]); v2 orders share the world with v3 orders and are notified as v2 XML (refunds with an encrypted `req_info`); `/secapi/` checks [`SimulatorOptions::require_client_cert`] |
+//!
 //! Every `/v3` response, errors included, carries `Wechatpay-Timestamp`, `-Nonce`, `-Signature`,
 //! `-Serial` and `-Signature-Type`, signed with the (current) platform key over exactly the body
 //! bytes sent — except, like WeChat Pay, the 401 `SIGN_ERROR` answer to a request whose
@@ -62,10 +64,13 @@ mod keys;
 mod notify;
 mod routes;
 mod state;
+mod v2;
 mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v2_tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +91,8 @@ pub use state::{
     AnswerSigning, NotifyBehavior, OrderSnapshot, RefundFault, RefundSnapshot, RefundStatus,
     TradeState,
 };
+pub use v2::CLIENT_CERT_HEADER;
+pub use wxpay_core::v2::SignType as V2SignType;
 
 use state::{Refusal, V3Fault, World};
 
@@ -206,6 +213,15 @@ pub struct SimulatorOptions {
     /// ([`SimulatorHandle::console_refund`]) go; `None` (default): the order's `notify_url`
     /// with its path replaced by `/notify/refund`.
     pub refund_notify_url: Option<String>,
+    /// The merchant's APIv2 key (32 characters); default `None` draws a random one.
+    pub api_v2_key: Option<String>,
+    /// The APIv2 sign type the merchant uses: `MD5` (default) or `HMAC-SHA256`. A v2 request
+    /// claiming a weaker type than this is refused ("签名错误").
+    pub v2_sign_type: V2SignType,
+    /// `true`: `/secapi/` (the v2 refund) requires the merchant API client certificate, which
+    /// the harness signals with the [`CLIENT_CERT_HEADER`] header (the simulator has no TLS
+    /// listener); without it the answer is HTTP 403. Default `false`.
+    pub require_client_cert: bool,
 }
 
 impl Default for SimulatorOptions {
@@ -221,6 +237,9 @@ impl Default for SimulatorOptions {
             clock: Arc::new(SystemClock),
             keys_dir: None,
             refund_notify_url: None,
+            api_v2_key: None,
+            v2_sign_type: V2SignType::Md5,
+            require_client_cert: false,
         }
     }
 }
@@ -334,6 +353,8 @@ pub(crate) struct Shared {
     pub schedule: Vec<Duration>,
     pub refund_delay: Option<Duration>,
     pub refund_notify_url: Option<String>,
+    /// The merchant's APIv2 key, sign type and client-certificate knob.
+    pub v2: v2::V2Config,
     pub http: reqwest::Client,
     pub runtime: tokio::runtime::Handle,
     pub world: Mutex<World>,
@@ -486,7 +507,7 @@ impl Shared {
             }
         }
         .map_err(|r| refusal_error(r, out_trade_no))?;
-        notify::send_transaction(self, &order);
+        self.send_transaction(&order);
         Ok(order.snapshot())
     }
 
@@ -497,8 +518,17 @@ impl Shared {
             .world()
             .pay_again(out_trade_no, now)
             .map_err(|r| refusal_error(r, out_trade_no))?;
-        notify::send_transaction(self, &second);
+        self.send_transaction(&second);
         Ok(second.transaction_id.unwrap_or_default())
+    }
+
+    /// The payment notification of `order`: v2 XML for an order placed through APIv2, else
+    /// `TRANSACTION.SUCCESS`.
+    fn send_transaction(self: &Arc<Self>, order: &state::Order) {
+        match v2::order_sign_type(self, &order.req.out_trade_no) {
+            Some(sign_type) => v2::send_pay_notification(self, order, sign_type),
+            None => notify::send_transaction(self, order),
+        }
     }
 
     /// Moves a refund to `status` and sends its notification if that changed it (and it has
@@ -538,7 +568,11 @@ impl Shared {
             .ok_or_else(|| SimulatorError::RefundNotFound(out_refund_no.to_owned()))?;
         drop(world);
         if let Some(refund) = changed {
-            notify::send_refund(self, &refund);
+            if v2::order_sign_type(self, &refund.out_trade_no).is_some() {
+                v2::send_refund_notification(self, &refund);
+            } else {
+                notify::send_refund(self, &refund);
+            }
         }
         Ok(snapshot)
     }
@@ -622,7 +656,7 @@ impl Shared {
 
 /// `scheme://authority/notify/refund` of a notify URL (`http://127.0.0.1:8080/notify/pay` →
 /// `http://127.0.0.1:8080/notify/refund`).
-fn refund_url_of(notify_url: &str) -> String {
+pub(crate) fn refund_url_of(notify_url: &str) -> String {
     let authority_end = notify_url
         .find("://")
         .map(|i| i + 3)
@@ -772,6 +806,7 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
         schedule: opts.notify_retry_schedule,
         refund_delay: opts.refund_delay,
         refund_notify_url: opts.refund_notify_url,
+        v2: v2::V2Config::new(opts.api_v2_key, opts.v2_sign_type, opts.require_client_cert),
         http,
         runtime: tokio::runtime::Handle::current(),
         world: Mutex::new(World::default()),
@@ -837,6 +872,19 @@ impl SimulatorHandle {
     #[must_use]
     pub fn credentials(&self) -> &SimulatorCredentials {
         &self.shared.creds
+    }
+
+    /// The merchant's APIv2 key (test-only; random per start unless
+    /// [`SimulatorOptions::api_v2_key`] is set).
+    #[must_use]
+    pub fn api_v2_key(&self) -> &str {
+        &self.shared.v2.key_text
+    }
+
+    /// The APIv2 sign type the merchant uses ([`SimulatorOptions::v2_sign_type`]).
+    #[must_use]
+    pub fn v2_sign_type(&self) -> V2SignType {
+        self.shared.v2.sign_type
     }
 
     /// Merchant id.

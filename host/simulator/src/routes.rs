@@ -74,6 +74,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sim/stats", get(sim_stats))
         .route("/sim/request-payment/check", post(check_request_payment))
         .nest("/v3", v3)
+        .merge(super::v2::routes())
         .with_state(shared)
 }
 
@@ -747,6 +748,9 @@ async fn sim_credentials(State(shared): Sim) -> Response {
             "platform_public_key_id": c.platform_public_key_id,
             "platform_certificate_serial": c.platform_certificate_serial,
             "platform_serial": c.platform_serial(),
+            "api_v2_key": shared.v2.key_text,
+            "v2_sign_type": shared.v2.sign_type.as_str(),
+            "require_client_cert": shared.v2.require_client_cert,
         }),
     )
 }

@@ -448,6 +448,9 @@ pub(crate) struct World {
     pub order_queries: HashMap<String, usize>,
     /// Refund queries received, by `out_refund_no`.
     pub refund_queries: HashMap<String, usize>,
+    /// Orders placed through APIv2 (`/pay/unifiedorder`), by `out_trade_no`, with the sign type
+    /// they were placed with: their notifications go out as v2 XML.
+    pub v2_orders: HashMap<String, wxpay_core::v2::SignType>,
     seq: u64,
 }
 
