@@ -38,8 +38,11 @@ use super::wire::{parse_rfc3339, rfc3339_cst};
 use super::{Shared, rng};
 
 /// The header through which a test harness says "this request presented the merchant API
-/// client certificate" when [`crate::SimulatorOptions::require_client_cert`] is on (see
-/// [`check_client_cert`]).
+/// client certificate" when [`crate::SimulatorOptions::require_client_cert`] is on. WeChat Pay
+/// checks the certificate in the TLS handshake of `/secapi/` (mutual TLS); the simulator listens
+/// on plain HTTP, so the harness, or a TLS-terminating proxy that verified the certificate, sets
+/// this header (any non-empty value) instead. Without it such a request gets HTTP 403 and a
+/// `return_code=FAIL` body, and nothing is created.
 pub const CLIENT_CERT_HEADER: &str = "x-wxpay-sim-client-cert";
 
 /// The merchant's APIv2 configuration at the simulated WeChat Pay.
