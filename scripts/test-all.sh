@@ -103,6 +103,11 @@ step "chaos harness, short form (kill -9 storm, database outage, two replicas, c
 cargo build -p wxpay-host --bin wxpay-host --example chaos
 target/debug/examples/chaos --short
 
+step "load harness, short form (host and generator as processes; exactly-once check, not speed)"
+# Both stores, 16 in flight, 300 orders x 3 notifications; fails only on a lost, doubled or
+# refused payment. The full run (README: Load run) uses the release build.
+target/debug/examples/load --short
+
 step "OpenAPI document vs the running host (schemathesis, every operation; scripts/test-openapi.sh)"
 bash scripts/test-openapi.sh
 
