@@ -100,7 +100,10 @@ cargo test --workspace
 step "chaos harness, short form (kill -9 storm, database outage, two replicas, close/pay race)"
 # Real processes on loopback; the full run (README figures) is
 # `cargo build --release -p wxpay-host --bin wxpay-host --example chaos && target/release/examples/chaos`.
-cargo build -p wxpay-host --bin wxpay-host --example chaos
+# (The workspace-wide build is the one made above — a `-p wxpay-host` build would unify features
+# differently and compile the host again; this only puts the default-features `wxpay-host` back in
+# place of the production one copied aside above.)
+cargo build --workspace --all-targets
 target/debug/examples/chaos --short
 
 step "load harness, short form (host and generator as processes; exactly-once check, not speed)"

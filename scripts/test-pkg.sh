@@ -19,4 +19,6 @@ echo "== test-pkg: C-ABI dispatch unit tests (native)" >&2
 cargo test -p wxpay-wasm --features c-abi
 
 echo "== test-pkg: wasmtime (C-ABI module $WXPAY_CABI_WASM)" >&2
-cargo test -p wxpay-tests --test wasmtime -- --nocapture
+# (--workspace, not -p wxpay-tests: the same feature resolution as the workspace's own build, so
+# wasmtime is not compiled a second time.)
+cargo test --workspace --test wasmtime -- --nocapture
