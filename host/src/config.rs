@@ -189,6 +189,34 @@ impl PlatformKeySource {
     }
 }
 
+/// Which WeChat Pay API the host speaks (`WXPAY_PAY_API`).
+#[derive(Clone, Debug, Default)]
+pub enum PayApi {
+    /// `v3` (default): JSON, RSA-signed requests and answers, AES-GCM resources.
+    #[default]
+    V3,
+    /// `v2`: XML signed with the APIv2 key (`MD5` or `HMAC-SHA256`), refunds over mutual TLS.
+    V2(ApiV2Settings),
+}
+
+/// The APIv2 settings (`WXPAY_PAY_API=v2`).
+#[derive(Clone, Debug)]
+pub struct ApiV2Settings {
+    /// `WXPAY_API_V2_KEY`: the 32-byte APIv2 key (required in v2 mode).
+    pub key: Secret,
+    /// `WXPAY_V2_SIGN_TYPE`: `MD5` (default) or `HMAC-SHA256`. Requests are signed with it and
+    /// answers verified with it, whatever type an answer claims.
+    pub sign_type: wxpay_core::v2::SignType,
+    /// Contents of `WXPAY_V2_CLIENT_CERT_FILE`: the merchant API certificate
+    /// (`apiclient_cert.pem`) presented on `/secapi/` (refunds). Refunds need it.
+    pub client_cert_pem: Option<String>,
+    /// Contents of `WXPAY_V2_CLIENT_KEY_FILE`: its private key (`apiclient_key.pem`).
+    pub client_key_pem: Option<Secret>,
+    /// `WXPAY_V2_SPBILL_CREATE_IP`: the `spbill_create_ip` of `unifiedorder`, the IP of the
+    /// machine calling WeChat Pay (default `127.0.0.1`).
+    pub spbill_create_ip: String,
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -218,11 +246,15 @@ pub struct Config {
     pub appsecret: Secret,
     /// `WXPAY_MCHID`: merchant id (required).
     pub mchid: String,
-    /// `WXPAY_MERCHANT_SERIAL`: serial number of the merchant API certificate (required).
+    /// `WXPAY_PAY_API`: `v3` (default) or `v2` with its settings.
+    pub pay_api: PayApi,
+    /// `WXPAY_MERCHANT_SERIAL`: serial number of the merchant API certificate (required in v3
+    /// mode; empty in v2 mode).
     pub merchant_serial: String,
-    /// Contents of `WXPAY_MERCHANT_KEY_FILE`: merchant private key PEM (required).
+    /// Contents of `WXPAY_MERCHANT_KEY_FILE`: merchant private key PEM (required in v3 mode;
+    /// empty in v2 mode).
     pub merchant_key_pem: Secret,
-    /// `WXPAY_API_V3_KEY`: the 32-byte APIv3 key (required).
+    /// `WXPAY_API_V3_KEY`: the 32-byte APIv3 key (required in v3 mode; empty in v2 mode).
     pub api_v3_key: Secret,
     /// `WXPAY_PLATFORM_MODE` (`certificate`, `public_key` or `combined`) with
     /// `WXPAY_PLATFORM_PUBLIC_KEY_FILE` + `WXPAY_PLATFORM_PUBLIC_KEY_ID` (required by
@@ -239,6 +271,10 @@ pub struct Config {
     pub api_base: String,
     /// `WXPAY_LOGIN_BASE`: login API base (default `https://api.weixin.qq.com`).
     pub login_base: String,
+    /// Contents of `WXPAY_API_CA_FILE` (optional): an extra trusted root certificate (PEM) for
+    /// the API and login bases, e.g. a local simulator's or a corporate proxy's; the system's
+    /// roots stay trusted.
+    pub api_ca_pem: Option<String>,
     /// `WXPAY_ORDER_EXPIRE_SECS`: default order lifetime (default 1800).
     pub order_expire: Duration,
     /// `WXPAY_SESSION_TTL_SECS`: lifetime of a login token (default 7200).
@@ -287,13 +323,26 @@ impl Config {
         file: Option<&BTreeMap<String, String>>,
     ) -> Result<Self, ConfigError> {
         let src = Source { env, file };
+        let pay_api = pay_api(&src)?;
         let platform = platform_source(&src)?;
-        let key_path = src.required("WXPAY_MERCHANT_KEY_FILE")?;
-        let merchant_key_pem = Secret::new(read_file("WXPAY_MERCHANT_KEY_FILE", &key_path)?);
-        let api_v3_key = Secret::new(src.required("WXPAY_API_V3_KEY")?);
-        if api_v3_key.expose().len() != 32 {
-            return Err(invalid("WXPAY_API_V3_KEY", "must be exactly 32 bytes"));
-        }
+        let (merchant_key_pem, merchant_serial, api_v3_key) = match pay_api {
+            PayApi::V3 => {
+                let key_path = src.required("WXPAY_MERCHANT_KEY_FILE")?;
+                let pem = Secret::new(read_file("WXPAY_MERCHANT_KEY_FILE", &key_path)?);
+                let api_v3_key = Secret::new(src.required("WXPAY_API_V3_KEY")?);
+                if api_v3_key.expose().len() != 32 {
+                    return Err(invalid("WXPAY_API_V3_KEY", "must be exactly 32 bytes"));
+                }
+                (pem, src.required("WXPAY_MERCHANT_SERIAL")?, api_v3_key)
+            }
+            // APIv2 signs with the APIv2 key alone: the RSA key, its serial and the APIv3 key
+            // are not used.
+            PayApi::V2(_) => (Secret::default(), String::new(), Secret::default()),
+        };
+        let api_ca_pem = match src.get("WXPAY_API_CA_FILE") {
+            Some(path) => Some(read_file("WXPAY_API_CA_FILE", &path)?),
+            None => None,
+        };
         let admin_token = Secret::new(src.required("WXPAY_ADMIN_TOKEN")?);
         check_admin_token(admin_token.expose())?;
         let notify_url = src.required("WXPAY_NOTIFY_URL")?;
@@ -350,7 +399,8 @@ impl Config {
             appid: src.required("WXPAY_APPID")?,
             appsecret: Secret::new(src.required("WXPAY_APPSECRET")?),
             mchid: src.required("WXPAY_MCHID")?,
-            merchant_serial: src.required("WXPAY_MERCHANT_SERIAL")?,
+            pay_api,
+            merchant_serial,
             merchant_key_pem,
             api_v3_key,
             platform,
@@ -358,6 +408,7 @@ impl Config {
             admin_token,
             api_base: api_base.trim_end_matches('/').to_owned(),
             login_base: login_base.trim_end_matches('/').to_owned(),
+            api_ca_pem,
             order_expire: src.secs("WXPAY_ORDER_EXPIRE_SECS", 1800)?,
             session_ttl: src.secs("WXPAY_SESSION_TTL_SECS", 7200)?,
             reconcile_interval: src.secs("WXPAY_RECONCILE_INTERVAL_SECS", 30)?,
@@ -374,6 +425,75 @@ impl Config {
             edge,
             data_key,
         })
+    }
+}
+
+impl Config {
+    /// The secret the data key is derived from when `WXPAY_DATA_KEY` is not set: the APIv3
+    /// key, or the APIv2 key in v2 mode (both 32 bytes, both known only to the merchant).
+    #[must_use]
+    pub fn root_secret(&self) -> &Secret {
+        match &self.pay_api {
+            PayApi::V3 => &self.api_v3_key,
+            PayApi::V2(v2) => &v2.key,
+        }
+    }
+
+    /// The APIv2 settings, in v2 mode.
+    #[must_use]
+    pub fn api_v2(&self) -> Option<&ApiV2Settings> {
+        match &self.pay_api {
+            PayApi::V3 => None,
+            PayApi::V2(v2) => Some(v2),
+        }
+    }
+}
+
+/// `WXPAY_PAY_API` and, for `v2`, its settings (see [`PayApi`]).
+fn pay_api(src: &Source<'_>) -> Result<PayApi, ConfigError> {
+    const VAR: &str = "WXPAY_PAY_API";
+    match src
+        .get(VAR)
+        .map(|m| m.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("v3") => Ok(PayApi::V3),
+        Some("v2") => {
+            let key = Secret::new(src.required("WXPAY_API_V2_KEY")?);
+            if key.expose().len() != 32 {
+                return Err(invalid("WXPAY_API_V2_KEY", "must be exactly 32 bytes"));
+            }
+            let sign_type = src
+                .or("WXPAY_V2_SIGN_TYPE", "MD5")
+                .trim()
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| invalid("WXPAY_V2_SIGN_TYPE", "must be MD5 or HMAC-SHA256"))?;
+            let (client_cert_pem, client_key_pem) = match (
+                src.get("WXPAY_V2_CLIENT_CERT_FILE"),
+                src.get("WXPAY_V2_CLIENT_KEY_FILE"),
+            ) {
+                (Some(cert), Some(key)) => (
+                    Some(read_file("WXPAY_V2_CLIENT_CERT_FILE", &cert)?),
+                    Some(Secret::new(read_file("WXPAY_V2_CLIENT_KEY_FILE", &key)?)),
+                ),
+                (None, None) => (None, None),
+                (Some(_), None) => return Err(ConfigError::Missing("WXPAY_V2_CLIENT_KEY_FILE")),
+                (None, Some(_)) => return Err(ConfigError::Missing("WXPAY_V2_CLIENT_CERT_FILE")),
+            };
+            let spbill_create_ip = src.or("WXPAY_V2_SPBILL_CREATE_IP", "127.0.0.1");
+            spbill_create_ip
+                .parse::<IpAddr>()
+                .map_err(|e| invalid("WXPAY_V2_SPBILL_CREATE_IP", e.to_string()))?;
+            Ok(PayApi::V2(ApiV2Settings {
+                key,
+                sign_type,
+                client_cert_pem,
+                client_key_pem,
+                spbill_create_ip,
+            }))
+        }
+        Some(other) => Err(invalid(VAR, format!("{other:?}: must be v3 or v2"))),
     }
 }
 

@@ -18,8 +18,9 @@ use wxpay_core::v3::{self, ApiV3Key, MAX_CLOCK_SKEW, WechatpayHeaders};
 use wxpay_core::{MerchantSigner, PlatformKeys};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, DoctorConfig, PlatformKeySource};
+use crate::config::{ApiV2Settings, Config, ConfigError, DoctorConfig, PlatformKeySource};
 use crate::metrics::Metrics;
+use crate::wechat::v2::V2Api;
 use crate::wechat::{ClientInitError, UpstreamError, WechatClient};
 
 /// The migrations this binary knows (the same directories `Store::connect` runs).
@@ -39,6 +40,10 @@ pub mod names {
     pub const MERCHANT_CERT: &str = "merchant certificate";
     /// The APIv3 key is 32 bytes.
     pub const API_V3_KEY: &str = "APIv3 key";
+    /// APIv2 mode: the APIv2 key is 32 bytes (and which sign type is used).
+    pub const API_V2_KEY: &str = "APIv2 key";
+    /// APIv2 mode: the merchant API client certificate for `/secapi/` (refunds) loads.
+    pub const CLIENT_CERT: &str = "client certificate";
     /// Platform certificates download and verify, or the public key id is well formed.
     pub const PLATFORM_KEYS: &str = "platform keys";
     /// A signed request is accepted by WeChat (no `SIGN_ERROR`).
@@ -170,6 +175,10 @@ impl fmt::Display for Report {
 /// is the only request, and the database is only read).
 pub async fn run(config: &Config, extra: &DoctorConfig) -> Report {
     let mut r = Report::default();
+    if let Some(v2) = config.api_v2() {
+        run_v2(&mut r, config, v2).await;
+        return r;
+    }
     let signer = merchant_key(&mut r, config);
     if let Some(signer) = &signer
         && let Some(cert) = &extra.merchant_cert_pem
@@ -219,6 +228,63 @@ pub async fn run(config: &Config, extra: &DoctorConfig) -> Report {
     notify_url(&mut r, &config.notify_url);
     database(&mut r, config.database_url.as_str()).await;
     r
+}
+
+/// The checks of APIv2 mode: the APIv2 key, the client certificate, a signed query
+/// (`ORDERNOTEXIST` proves WeChat accepted the signature, and the answer verifies with the
+/// same key), the notify URL and the database. The RSA merchant key, the APIv3 key and the
+/// platform keys are not used by APIv2.
+async fn run_v2(r: &mut Report, config: &Config, v2: &ApiV2Settings) {
+    const V2: &str = "not used in APIv2 mode (WXPAY_PAY_API=v2)";
+    r.skip(names::MERCHANT_KEY, V2);
+    r.skip(names::API_V3_KEY, V2);
+    r.pass(
+        names::API_V2_KEY,
+        format!(
+            "WXPAY_API_V2_KEY is 32 bytes; requests are signed and answers verified with {}",
+            v2.sign_type
+        ),
+    );
+    let client = match WechatClient::new(config, Metrics::default(), Arc::new(SystemClock)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            r.fail(
+                names::CLIENT_CERT,
+                e.to_string(),
+                "WXPAY_V2_CLIENT_CERT_FILE / WXPAY_V2_CLIENT_KEY_FILE must be the merchant API \
+                 certificate apiclient_cert.pem and its key apiclient_key.pem (PEM)",
+            );
+            None
+        }
+    };
+    r.skip(
+        names::PLATFORM_KEYS,
+        "APIv2 answers and notifications are signed with the APIv2 key",
+    );
+    match &client {
+        Some(client) => {
+            if client.v2().is_some_and(V2Api::has_client_certificate) {
+                r.pass(
+                    names::CLIENT_CERT,
+                    "the merchant API certificate loads; it is presented on /secapi/ (refunds)",
+                );
+            } else {
+                r.fail(
+                    names::CLIENT_CERT,
+                    "not configured: refunds (/secapi/pay/refund, mutual TLS) will fail",
+                    "set WXPAY_V2_CLIENT_CERT_FILE and WXPAY_V2_CLIENT_KEY_FILE to \
+                     apiclient_cert.pem and apiclient_key.pem from the merchant platform",
+                );
+            }
+            signed_request(r, client, true).await;
+        }
+        None => {
+            r.skip(names::SIGNED_REQUEST, "not checked: no client");
+            r.skip(names::ANSWER_SIGNATURE, "not checked: no client");
+        }
+    }
+    notify_url(r, &config.notify_url);
+    database(r, config.database_url.as_str()).await;
 }
 
 fn merchant_key(r: &mut Report, config: &Config) -> Option<MerchantSigner> {
@@ -435,10 +501,11 @@ async fn signed_request(r: &mut Report, client: &WechatClient, keys_ok: bool) {
         "fix \"platform keys\" above"
     };
     match client.query_order(&no).await {
-        Err(UpstreamError::Api { code, .. }) if code == "ORDER_NOT_EXIST" => {
+        Err(e @ UpstreamError::Api { .. }) if e.api_code() == Some("ORDER_NOT_EXIST") => {
+            let code = e.wechat_code().map_or("", |(c, ..)| c);
             r.pass(
                 names::SIGNED_REQUEST,
-                format!("WeChat accepted the signature (query of {no}: ORDER_NOT_EXIST)"),
+                format!("WeChat accepted the signature (query of {no}: {code})"),
             );
             r.pass(
                 names::ANSWER_SIGNATURE,
@@ -468,7 +535,13 @@ async fn signed_request(r: &mut Report, client: &WechatClient, keys_ok: bool) {
         }
         Err(e) => {
             let sign_error = e.wechat_code().is_some_and(|(c, ..)| c == "SIGN_ERROR");
-            let fix = if sign_error {
+            let v2_sign_error = client.v2().is_some()
+                && e.wechat_code().is_some_and(|(_, m, _)| m.contains("签名"));
+            let fix = if v2_sign_error {
+                "WXPAY_API_V2_KEY must be the APIv2 key set in the merchant platform (API安全 → \
+                 API密钥), and WXPAY_V2_SIGN_TYPE the type the merchant uses; the error logged \
+                 above shows the SHA-256 of the string that was signed"
+            } else if sign_error {
                 "WXPAY_MERCHANT_KEY_FILE must be the apiclient_key.pem of the certificate whose \
                  serial is WXPAY_MERCHANT_SERIAL, issued to WXPAY_MCHID, and the clock must be \
                  right; the warning logged above shows the SHA-256 of what was signed and \
@@ -747,6 +820,10 @@ pub async fn verify_notification(
             return r;
         }
     };
+    if let Some(v2) = client.v2() {
+        verify_v2_notification(&mut r, v2, &config.appid, body);
+        return r;
+    }
     if client.certificate_mode()
         && let Err(e) = client.refresh_certificates(true).await
     {
@@ -849,8 +926,12 @@ pub async fn verify_notification(
             return r;
         }
     };
-    let decrypted = client
-        .with_platform_keys(|k| v3::verify_notification(k, client.api_v3_key(), &wx, body, at));
+    let Some(api_v3_key) = client.api_v3_key() else {
+        r.skip(names::DECRYPTION, "not checked: no APIv3 key");
+        return r;
+    };
+    let decrypted =
+        client.with_platform_keys(|k| v3::verify_notification(k, api_v3_key, &wx, body, at));
     match decrypted {
         Ok(n) => {
             let what = n
@@ -873,6 +954,75 @@ pub async fn verify_notification(
         ),
     }
     r
+}
+
+/// APIv2: a payment notification's signature (configured sign type), or a refund
+/// notification's `req_info` decryption. The headers play no part in APIv2.
+fn verify_v2_notification(r: &mut Report, v2: &V2Api, appid: &str, body: &[u8]) {
+    let Some(fields) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|x| wxpay_core::v2::parse_xml(x).ok())
+    else {
+        r.fail(
+            names::HEADERS,
+            "the body is not an APIv2 XML document",
+            "save the body exactly as received",
+        );
+        return;
+    };
+    r.skip(
+        names::HEADERS,
+        "APIv2 notifications carry no Wechatpay headers",
+    );
+    r.skip(names::TIMESTAMP, "APIv2 notifications carry no timestamp");
+    r.skip(
+        names::SERIAL,
+        "APIv2 notifications are signed with the APIv2 key",
+    );
+    if fields.contains_key("req_info") {
+        r.skip(
+            names::SIGNATURE,
+            "APIv2 refund notifications are not signed: req_info decrypting is the check",
+        );
+        match v2.refund_notification(body, appid) {
+            Ok(n) => r.pass(
+                names::DECRYPTION,
+                format!(
+                    "refund {} {} (order {})",
+                    n.notice.out_refund_no, n.notice.refund_status, n.notice.out_trade_no
+                ),
+            ),
+            Err(e) => r.fail(
+                names::DECRYPTION,
+                format!("does not decrypt: {e}"),
+                "WXPAY_API_V2_KEY differs from the APIv2 key set in the merchant platform, or \
+                 the notification is for another mini-program",
+            ),
+        }
+        return;
+    }
+    match v2.pay_notification(body) {
+        Ok(n) => r.pass(
+            names::SIGNATURE,
+            format!(
+                "verifies with {}: order {} {} ({})",
+                v2.sign_type(),
+                n.transaction.out_trade_no,
+                n.transaction.trade_state,
+                n.id
+            ),
+        ),
+        Err(e) => r.fail(
+            names::SIGNATURE,
+            format!("does not verify with {}: {e}", v2.sign_type()),
+            "WXPAY_API_V2_KEY or WXPAY_V2_SIGN_TYPE differ from the merchant's, or the body is \
+             not exactly as received",
+        ),
+    }
+    r.skip(
+        names::DECRYPTION,
+        "APIv2 payment notifications are not encrypted",
+    );
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 use wxpay_host::config::DoctorConfig;
 use wxpay_host::doctor::{self, Report};
 #[cfg(feature = "sandbox")]
-use wxpay_host::sandbox::simulator_config;
+use wxpay_host::sandbox::{simulator_config, simulator_config_v2};
 use wxpay_host::{Config, Host, Listeners};
 #[cfg(feature = "sandbox")]
 use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
@@ -33,8 +33,12 @@ commands:
   verify-notification --headers FILE --body FILE
             check a captured WeChat Pay callback (headers file: `Name: value` lines; body
             file: the exact bytes received) with the configured keys
-  sandbox   run the server on SQLite with the built-in WeChat Pay simulator (test keys)
-  demo      run the whole payment flow against a sandbox and print every step";
+  sandbox [--v2] [--hmac-sha256]
+            run the server on SQLite with the built-in WeChat Pay simulator (test keys);
+            --v2: APIv2 (XML, MD5 or with --hmac-sha256 HMAC-SHA256, refunds over mutual TLS)
+  demo [--v2] [--hmac-sha256]
+            run the whole payment flow (login, order, pay, notification, refund) against a
+            sandbox and print every step";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -157,9 +161,48 @@ struct Sandbox {
     admin_token: String,
 }
 
+/// Which API a sandbox speaks (`--v2`, `--hmac-sha256`).
 #[cfg(feature = "sandbox")]
-async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox> {
-    let sim = wxpay_simulator::spawn(SimulatorOptions::default())
+#[derive(Clone, Copy, Debug)]
+enum SandboxApi {
+    V3,
+    V2(wxpay_simulator::V2SignType),
+}
+
+#[cfg(feature = "sandbox")]
+impl SandboxApi {
+    fn from_args() -> Result<Self> {
+        let (mut v2, mut hmac) = (false, false);
+        for arg in std::env::args().skip(2) {
+            match arg.as_str() {
+                "--v2" => v2 = true,
+                "--hmac-sha256" => hmac = true,
+                other => bail!("unknown option {other:?}\n{USAGE}"),
+            }
+        }
+        Ok(match (v2, hmac) {
+            (false, false) => Self::V3,
+            (false, true) => bail!("--hmac-sha256 is an APIv2 sign type: add --v2"),
+            (true, false) => Self::V2(wxpay_simulator::V2SignType::Md5),
+            (true, true) => Self::V2(wxpay_simulator::V2SignType::HmacSha256),
+        })
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::V3 => "APIv3, certificate mode".into(),
+            Self::V2(t) => format!("APIv2, {t}"),
+        }
+    }
+}
+
+#[cfg(feature = "sandbox")]
+async fn start_sandbox(listen: SocketAddr, database_url: &str, api: SandboxApi) -> Result<Sandbox> {
+    let mut opts = SimulatorOptions::default();
+    if let SandboxApi::V2(sign_type) = api {
+        opts.v2_sign_type = sign_type;
+    }
+    let sim = wxpay_simulator::spawn(opts)
         .await
         .context("starting the WeChat Pay simulator")?;
     let listener = match TcpListener::bind(listen).await {
@@ -179,6 +222,9 @@ async fn start_sandbox(listen: SocketAddr, database_url: &str) -> Result<Sandbox
         database_url,
         &admin_token,
     );
+    if let SandboxApi::V2(_) = api {
+        config = simulator_config_v2(config, &sim);
+    }
     config.reconcile_after = Duration::from_secs(10);
     config.edge.admin_listen = admin.local_addr()?;
     let listeners = Listeners {
@@ -201,7 +247,9 @@ async fn sandbox() -> Result<()> {
         .context("WXPAY_LISTEN")?;
     let db =
         std::env::var("WXPAY_DATABASE_URL").unwrap_or_else(|_| "sqlite://wxpay-sandbox.db".into());
-    let sb = start_sandbox(listen, &db).await?;
+    let api = SandboxApi::from_args()?;
+    let sb = start_sandbox(listen, &db, api).await?;
+    let mode = api.describe();
     let host = sb.host.base_url();
     let back_office = sb.host.admin_url();
     let sim = sb.sim.base_url().to_owned();
@@ -211,7 +259,7 @@ async fn sandbox() -> Result<()> {
 wxpay sandbox is running (TEST KEYS, generated at start: never use them for real payments)
   host:      {host}   (public: /api, /notify; database {db})
   admin:     {back_office}   (private: /admin, /metrics)
-  simulator: {sim}   (WeChat Pay + login, certificate mode)
+  simulator: {sim}   (WeChat Pay + login, {mode})
   admin token: {admin}
 
 Drive it with curl (Ctrl-C stops both):
@@ -244,7 +292,9 @@ async fn demo() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("wxpay-demo-{}", random_token()?));
     std::fs::create_dir_all(&dir)?;
     let db = format!("sqlite://{}", dir.join("demo.db").display());
-    let sb = start_sandbox(SocketAddr::from(([127, 0, 0, 1], 0)), &db).await?;
+    let api = SandboxApi::from_args()?;
+    println!("demo: {}", api.describe());
+    let sb = start_sandbox(SocketAddr::from(([127, 0, 0, 1], 0)), &db, api).await?;
     let result = run_demo(&sb).await;
     sb.host.stop().await;
     sb.sim.shutdown().await;
@@ -362,6 +412,46 @@ async fn run_demo(sb: &Sandbox) -> Result<()> {
     )
     .await?;
     step(8, "GET /api/orders/{no} (the mini-program's view)", &mine);
-    println!("\ndemo complete: order {no} is PAID");
+
+    let refund = answer(
+        http.post(format!("{back_office}/admin/orders/{no}/refund"))
+            .header("authorization", &admin)
+            .json(&json!({ "amount": 500, "reason": "Demo: one cup returned" })),
+    )
+    .await?;
+    step(9, "POST /admin/orders/{no}/refund (back office)", &refund);
+    let out_refund_no = refund["out_refund_no"]
+        .as_str()
+        .context("refund has no out_refund_no")?
+        .to_owned();
+    // WeChat completes the refund and notifies (the simulator after 1 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let order = answer(
+            http.get(format!("{back_office}/admin/orders/{no}"))
+                .header("authorization", &admin),
+        )
+        .await?;
+        let state = order["refunds"]
+            .as_array()
+            .and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["out_refund_no"] == out_refund_no.as_str())
+            })
+            .map(|r| r["state"].clone());
+        if state.as_ref().is_some_and(|s| s == "SUCCESS") {
+            break order;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("demo failed: refund {out_refund_no} is {state:?}, not SUCCESS");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    step(
+        10,
+        "GET /admin/orders/{no} (after the refund notification)",
+        &done,
+    );
+    println!("\ndemo complete: order {no} is PAID, refund {out_refund_no} SUCCESS");
     Ok(())
 }

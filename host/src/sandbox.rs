@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wxpay_simulator::SimulatorHandle;
 
-use crate::config::{Config, Edge, PlatformKeySource, Secret};
+use crate::config::{ApiV2Settings, Config, Edge, PayApi, PlatformKeySource, Secret};
 
 /// A configuration that points a host at a running simulator (sandbox, demo and tests).
 ///
@@ -40,6 +40,7 @@ pub fn simulator_config(
         database_url: database_url.into(),
         appid: sim.appid().to_owned(),
         appsecret: Secret::new(sim.appsecret()),
+        pay_api: PayApi::V3,
         mchid: sim.mchid().to_owned(),
         merchant_serial: sim.merchant_serial().to_owned(),
         merchant_key_pem: Secret::new(sim.merchant_private_key_pem()),
@@ -49,6 +50,7 @@ pub fn simulator_config(
         admin_token: Secret::new(admin_token),
         api_base: sim.base_url().to_owned(),
         login_base: sim.base_url().to_owned(),
+        api_ca_pem: None,
         order_expire: Duration::from_secs(1800),
         session_ttl: Duration::from_secs(7200),
         reconcile_interval: Duration::from_secs(5),
@@ -60,4 +62,21 @@ pub fn simulator_config(
         edge: Edge::default(),
         data_key: None,
     }
+}
+
+/// The same configuration in APIv2 mode: the simulator's APIv2 key and sign type (the RSA key
+/// and APIv3 key are dropped: APIv2 does not use them).
+#[must_use]
+pub fn simulator_config_v2(mut config: Config, sim: &SimulatorHandle) -> Config {
+    config.pay_api = PayApi::V2(ApiV2Settings {
+        key: Secret::new(sim.api_v2_key()),
+        sign_type: sim.v2_sign_type(),
+        client_cert_pem: None,
+        client_key_pem: None,
+        spbill_create_ip: "127.0.0.1".into(),
+    });
+    config.merchant_key_pem = Secret::default();
+    config.merchant_serial = String::new();
+    config.api_v3_key = Secret::default();
+    config
 }

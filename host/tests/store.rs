@@ -32,6 +32,8 @@ async fn offline_state(url: &str) -> AppState {
     let keys = vector_keys_dir();
     let read = |f: &str| std::fs::read_to_string(keys.join(f)).unwrap();
     let config = Config {
+        pay_api: wxpay_host::config::PayApi::V3,
+        api_ca_pem: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: url.into(),
         appid: "wx_store".into(),

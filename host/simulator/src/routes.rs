@@ -1058,9 +1058,16 @@ fn check_payment_params(shared: &Shared, v: &Value) -> Result<String, String> {
     if nonce.is_empty() || nonce.len() > 32 {
         return Err("invalid nonceStr: 1-32 characters".to_owned());
     }
-    if fields["signType"] != "RSA" {
-        return Err("invalid signType: APIv3 payments use RSA".to_owned());
-    }
+    // APIv3 orders are paid with `RSA`; APIv2 orders with the sign type they were placed with.
+    let v2_sign_type = match fields["signType"] {
+        "RSA" => None,
+        "MD5" | "HMAC-SHA256" => Some(
+            fields["signType"]
+                .parse::<wxpay_core::v2::SignType>()
+                .map_err(|e| format!("invalid signType: {e}"))?,
+        ),
+        _ => return Err("invalid signType: RSA, MD5 or HMAC-SHA256".to_owned()),
+    };
     let prepay_id = package
         .strip_prefix("prepay_id=")
         .ok_or("invalid package: must be prepay_id=…")?;
@@ -1092,6 +1099,32 @@ fn check_payment_params(shared: &Shared, v: &Value) -> Result<String, String> {
         }
         order.req.out_trade_no.clone()
     };
+    let placed_with = super::v2::order_sign_type(shared, &out_trade_no);
+    if let Some(sign_type) = v2_sign_type {
+        if placed_with != Some(sign_type) {
+            return Err(format!(
+                "invalid signType: this order takes {}",
+                placed_with.map_or("RSA", wxpay_core::v2::SignType::as_str)
+            ));
+        }
+        let expected = wxpay_core::v2::request_payment(
+            &shared.v2.key,
+            sign_type,
+            app_id,
+            ts,
+            nonce,
+            prepay_id,
+        );
+        let given = fields["paySign"].to_ascii_uppercase();
+        return if expected.pay_sign == given {
+            Ok(out_trade_no)
+        } else {
+            Err("支付验证签名失败".to_owned())
+        };
+    }
+    if placed_with.is_some() {
+        return Err("invalid signType: this APIv2 order takes MD5 or HMAC-SHA256".to_owned());
+    }
     let message = pay_sign_message(app_id, ts, nonce, package);
     shared
         .merchant_public

@@ -9,11 +9,11 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
-use wxpay_core::v3;
 
 use super::openapi::ErrorBody;
 use super::{AppError, AuthUser, Edge, JsonBody, OrderView, path_no, token_hash};
 use crate::domain::OrderState;
+use crate::service::orders::PayRequest;
 use crate::service::{AppState, orders, payments, users};
 
 /// `POST /api/login`.
@@ -48,21 +48,31 @@ pub(super) struct PayParams {
     nonce_str: String,
     /// `prepay_id=…`.
     package: String,
-    /// `RSA` (APIv3).
+    /// `RSA` (APIv3), `MD5` or `HMAC-SHA256` (APIv2, `WXPAY_V2_SIGN_TYPE`).
     sign_type: String,
     /// The signature of the four values above.
     pay_sign: String,
 }
 
-impl From<v3::RequestPayment> for PayParams {
-    fn from(p: v3::RequestPayment) -> Self {
-        Self {
-            app_id: p.app_id,
-            time_stamp: p.time_stamp,
-            nonce_str: p.nonce_str,
-            package: p.package,
-            sign_type: p.sign_type.to_owned(),
-            pay_sign: p.pay_sign,
+impl From<PayRequest> for PayParams {
+    fn from(p: PayRequest) -> Self {
+        match p {
+            PayRequest::V3(p) => Self {
+                app_id: p.app_id,
+                time_stamp: p.time_stamp,
+                nonce_str: p.nonce_str,
+                package: p.package,
+                sign_type: p.sign_type.to_owned(),
+                pay_sign: p.pay_sign,
+            },
+            PayRequest::V2(p) => Self {
+                app_id: p.app_id,
+                time_stamp: p.time_stamp,
+                nonce_str: p.nonce_str,
+                package: p.package,
+                sign_type: p.sign_type.as_str().to_owned(),
+                pay_sign: p.pay_sign,
+            },
         }
     }
 }

@@ -1,11 +1,16 @@
 //! WeChat Pay's notifications. An answer of 2xx means "recorded": it is sent only after the
 //! transaction that recorded the notification committed; anything else makes WeChat redeliver.
+//!
+//! In APIv2 mode (`WXPAY_PAY_API=v2`) the same two routes take WeChat's XML notifications and
+//! answer in XML (`return_code` `SUCCESS` only once recorded, `FAIL` otherwise, with the same
+//! HTTP statuses as APIv3); after verification both APIs go through the same services.
 
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use wxpay_core::v3;
+use wxpay_core::v3::{self, RefundNotice, Transaction};
 
 use super::NotifyError;
 use super::openapi::{Notification, NotifyFailure};
@@ -13,6 +18,8 @@ use crate::service::payments::{self, Source};
 use crate::service::refunds::{self, NoticeRefused, RefundOutcome};
 use crate::service::{AppState, Outcome};
 use crate::store::NotificationRecord;
+use crate::wechat::v2::V2Api;
+use wxpay_core::v2::reply_xml;
 
 /// A body that could not be read: over `WXPAY_BODY_LIMIT_BYTES` without announcing it (a body
 /// that announces its length is refused before it is read), or cut off.
@@ -120,9 +127,20 @@ pub(super) async fn pay(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match s.wechat.v2() {
+        Some(v2) => v2_reply(pay_v2(&s, v2, body).await),
+        None => pay_v3(&s, &headers, body).await.into_response(),
+    }
+}
+
+async fn pay_v3(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, NotifyError> {
     let body = body.map_err(too_large)?;
-    let n = verified(&s, "pay", &headers, &body).await?;
+    let n = verified(s, "pay", headers, &body).await?;
     let tx = n.transaction().map_err(|_| {
         s.metrics.notification("pay", "malformed");
         NotifyError::new(StatusCode::BAD_REQUEST, "resource is not a transaction")
@@ -131,9 +149,51 @@ pub(super) async fn pay(
         id: &n.id,
         event_type: &n.event_type,
     };
-    let outcome = payments::apply(&s, &tx, source)
+    record_payment(s, &tx, source).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An APIv2 payment notification: verified with the configured sign type, then the same
+/// service as APIv3.
+async fn pay_v2(
+    s: &AppState,
+    v2: &V2Api,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(), NotifyError> {
+    let body = body.map_err(too_large)?;
+    let n = v2.pay_notification(&body).map_err(|e| {
+        let (outcome, status, message) = match e {
+            wxpay_core::Error::SignatureMismatch => (
+                "bad_signature",
+                StatusCode::UNAUTHORIZED,
+                "signature verification failed",
+            ),
+            _ => (
+                "malformed",
+                StatusCode::BAD_REQUEST,
+                "malformed notification",
+            ),
+        };
+        s.metrics.notification("pay", outcome);
+        tracing::warn!(kind = "pay", outcome, error = %e, "APIv2 notification rejected");
+        NotifyError::new(status, message)
+    })?;
+    let source = Source::Notification {
+        id: &n.id,
+        event_type: n.event_type,
+    };
+    record_payment(s, &n.transaction, source).await
+}
+
+/// Applies a verified payment and maps the outcome to what WeChat is told.
+async fn record_payment(
+    s: &AppState,
+    tx: &Transaction,
+    source: Source<'_>,
+) -> Result<(), NotifyError> {
+    let outcome = payments::apply(s, tx, source)
         .await
-        .map_err(|e| storage_failed(&s, "pay", &e))?
+        .map_err(|e| storage_failed(s, "pay", &e))?
         .map_err(|e| {
             s.metrics.notification("pay", "unusable");
             NotifyError::from(e)
@@ -146,9 +206,28 @@ pub(super) async fn pay(
             "unknown out_trade_no",
         ));
     }
-    tracing::info!(out_trade_no = %tx.out_trade_no, notification = %n.id,
+    let id = match source {
+        Source::Notification { id, .. } => id,
+        Source::Query => "",
+    };
+    tracing::info!(out_trade_no = %tx.out_trade_no, notification = %id,
         outcome = outcome.label(), "pay notification");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+/// WeChat's APIv2 answer to a notification: `SUCCESS` once recorded, else `FAIL` with the
+/// same status an APIv3 notification would get (WeChat redelivers after a `FAIL`).
+fn v2_reply(r: Result<(), NotifyError>) -> Response {
+    let (status, body) = match r {
+        Ok(()) => (StatusCode::OK, reply_xml(true, "OK")),
+        Err(e) => (e.status, reply_xml(false, e.message)),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `POST /notify/refund`: a refund result (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
@@ -172,22 +251,74 @@ pub(super) async fn refund(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match s.wechat.v2() {
+        Some(v2) => v2_reply(refund_v2(&s, v2, body).await),
+        None => refund_v3(&s, &headers, body).await.into_response(),
+    }
+}
+
+async fn refund_v3(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, NotifyError> {
     let body = body.map_err(too_large)?;
-    let n = verified(&s, "refund", &headers, &body).await?;
+    let n = verified(s, "refund", headers, &body).await?;
     let r = n.refund().map_err(|_| {
         s.metrics.notification("refund", "malformed");
         NotifyError::new(StatusCode::BAD_REQUEST, "resource is not a refund")
     })?;
+    record_refund(s, &r, &n.id, &n.event_type).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An APIv2 refund notification: `req_info` decrypted with the APIv2 key, then the same
+/// service as APIv3.
+async fn refund_v2(
+    s: &AppState,
+    v2: &V2Api,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(), NotifyError> {
+    let body = body.map_err(too_large)?;
+    let n = v2
+        .refund_notification(&body, &s.config.appid)
+        .map_err(|e| {
+            let (outcome, status, message) = match e {
+                wxpay_core::Error::DecryptFailed => (
+                    "undecryptable",
+                    StatusCode::UNAUTHORIZED,
+                    "req_info does not decrypt with our key",
+                ),
+                _ => (
+                    "malformed",
+                    StatusCode::BAD_REQUEST,
+                    "malformed notification",
+                ),
+            };
+            s.metrics.notification("refund", outcome);
+            tracing::warn!(kind = "refund", outcome, error = %e, "APIv2 notification rejected");
+            NotifyError::new(status, message)
+        })?;
+    record_refund(s, &n.notice, &n.id, n.event_type).await
+}
+
+/// Applies a verified refund result and maps the outcome to what WeChat is told.
+async fn record_refund(
+    s: &AppState,
+    r: &RefundNotice,
+    id: &str,
+    event_type: &str,
+) -> Result<(), NotifyError> {
     let note = NotificationRecord {
-        id: &n.id,
+        id,
         kind: "refund",
-        event_type: &n.event_type,
+        event_type,
         out_trade_no: &r.out_trade_no,
     };
-    let outcome = refunds::apply_notice(&s, &r, &note)
+    let outcome = refunds::apply_notice(s, r, &note)
         .await
-        .map_err(|e| storage_failed(&s, "refund", &e))?;
+        .map_err(|e| storage_failed(s, "refund", &e))?;
     match outcome {
         Ok(o) => {
             s.metrics.notification(
@@ -203,7 +334,7 @@ pub(super) async fn refund(
                     RefundOutcome::Missing => "unknown_refund",
                 },
             );
-            Ok(StatusCode::NO_CONTENT)
+            Ok(())
         }
         Err(refused) => {
             s.metrics.notification("refund", "refused");

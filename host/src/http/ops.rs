@@ -38,7 +38,8 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         tracing::warn!(error = %e, "not ready: database");
         reasons.push("database unreachable".to_owned());
     }
-    if s.wechat.platform_key_count() == 0 {
+    // APIv2 answers are signed with the APIv2 key: no platform key to wait for.
+    if s.wechat.v2().is_none() && s.wechat.platform_key_count() == 0 {
         reasons.push("no WeChat Pay platform key held yet".to_owned());
     }
     if reasons.is_empty() {

@@ -19,6 +19,8 @@ async fn state() -> AppState {
     let dir = std::env::temp_dir().join(format!("wxpay-unit-{}", hex::encode(b)));
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config {
+        pay_api: crate::config::PayApi::V3,
+        api_ca_pem: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", dir.join("u.db").display()).into(),
         appid: "wx_unit".into(),

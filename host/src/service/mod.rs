@@ -90,7 +90,7 @@ impl AppState {
     /// [`InitError`] naming the failing setting.
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, InitError> {
         let metrics = Metrics::default();
-        let data_key = users::DataKey::new(config.data_key.as_ref(), &config.api_v3_key)
+        let data_key = users::DataKey::new(config.data_key.as_ref(), config.root_secret())
             .map_err(InitError::DataKey)?;
         let wechat = WechatClient::new(&config, metrics.clone(), clock.clone())?;
         let store = Store::connect(config.database_url.as_str()).await?;

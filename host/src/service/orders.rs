@@ -114,11 +114,7 @@ fn not_payable(state: OrderState) -> ServiceError {
 /// # Errors
 /// [`ServiceError::NotFound`] (unknown or someone else's), [`ServiceError::Conflict`] (not
 /// payable), upstream and storage failures.
-pub async fn pay_params(
-    s: &AppState,
-    openid: &str,
-    no: &str,
-) -> Result<v3::RequestPayment, ServiceError> {
+pub async fn pay_params(s: &AppState, openid: &str, no: &str) -> Result<PayRequest, ServiceError> {
     let order = s
         .store
         .order(no)
@@ -160,15 +156,41 @@ pub async fn pay_params(
         }
     };
     let nonce = wxpay_core::nonce_str(&mut rng());
+    let time_stamp = now.to_string();
+    if let Some(v2) = s.wechat.v2() {
+        return Ok(PayRequest::V2(v2.request_payment(
+            &s.config.appid,
+            &time_stamp,
+            &nonce,
+            &prepay_id,
+        )));
+    }
+    let signer = s
+        .wechat
+        .signer()
+        .ok_or_else(|| ServiceError::Internal("no APIv3 merchant key".into()))?;
     v3::pay_sign(
-        s.wechat.signer(),
+        signer,
         &mut rng(),
         &s.config.appid,
-        &now.to_string(),
+        &time_stamp,
         &nonce,
         &prepay_id,
     )
+    .map(PayRequest::V3)
     .map_err(|e| ServiceError::Internal(format!("pay_sign: {e}")))
+}
+
+/// The `wx.requestPayment` parameters of either API (`signType` `RSA`, or `MD5` /
+/// `HMAC-SHA256`).
+// Short-lived, one per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum PayRequest {
+    /// APIv3 (`RSA`).
+    V3(v3::RequestPayment),
+    /// APIv2 (`MD5` or `HMAC-SHA256`).
+    V2(wxpay_core::v2::RequestPaymentV2),
 }
 
 /// Closes an unpaid order: a last query first (a payment may have raced the deadline), then at

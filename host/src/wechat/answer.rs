@@ -57,6 +57,13 @@ impl ErrorBody {
     }
 }
 
+/// SHA-256 (lower hex) of what was signed: enough to compare with WeChat's report without
+/// logging the message (it names the payer).
+#[must_use]
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
 /// What the host signed for one request: enough to compare with WeChat's
 /// `truncated_sign_message`, and nothing secret (no key, no signature).
 #[derive(Clone, Debug)]
@@ -90,7 +97,7 @@ impl SignedRequest {
     /// SHA-256 (hex) of the exact signed message.
     #[must_use]
     pub fn message_sha256(&self) -> String {
-        hex::encode(Sha256::digest(self.message.as_bytes()))
+        sha256_hex(self.message.as_bytes())
     }
 
     /// Length in bytes of the signed message (WeChat reports its `sign_message_length`).

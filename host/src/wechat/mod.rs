@@ -21,6 +21,7 @@
 //! and notifications under either key; combined mode holds both, so both verify.
 
 pub mod answer;
+pub mod v2;
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -37,7 +38,7 @@ use wxpay_core::v3::{self, ApiV3Key, Transaction, WechatpayHeaders};
 use wxpay_core::{MerchantSigner, PlatformKeys};
 
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::{Config, PayApi, Secret};
 use crate::domain::Order;
 use crate::metrics::Metrics;
 use crate::store::User;
@@ -123,7 +124,9 @@ impl UpstreamError {
     #[must_use]
     pub fn api_code(&self) -> Option<&str> {
         match self {
-            Self::Api { code, .. } => Some(code),
+            // APIv2 spells some codes differently (`ORDERNOTEXIST`): read under the APIv3
+            // name, so that one decision serves both APIs.
+            Self::Api { code, .. } => Some(v2::v3_code(code)),
             _ => None,
         }
     }
@@ -157,6 +160,13 @@ pub enum ClientInitError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(String),
+    /// `WXPAY_API_CA_FILE` holds no usable certificate.
+    #[error("WXPAY_API_CA_FILE: {0}")]
+    ApiCa(String),
+    /// The APIv2 client certificate or key (`WXPAY_V2_CLIENT_CERT_FILE`,
+    /// `WXPAY_V2_CLIENT_KEY_FILE`) is unusable.
+    #[error("WXPAY_V2_CLIENT_CERT_FILE / WXPAY_V2_CLIENT_KEY_FILE: {0}")]
+    ClientCert(String),
 }
 
 /// A verified APIv3 answer.
@@ -261,16 +271,27 @@ pub struct RefundRequest<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// The keys of the API the host speaks.
+enum PayKeys {
+    /// APIv3: the merchant's RSA key and the APIv3 key.
+    V3 {
+        signer: MerchantSigner,
+        api_v3_key: ApiV3Key,
+    },
+    /// APIv2: the APIv2 key, its sign type and the mutual-TLS client.
+    V2(v2::V2Api),
+}
+
 /// The WeChat client. Shared by all requests (`Arc` it).
 pub struct WechatClient {
     http: reqwest::Client,
     api_base: String,
     login_base: String,
     appid: String,
+    mchid: String,
     appsecret: Secret,
     notify_url: String,
-    signer: MerchantSigner,
-    api_v3_key: ApiV3Key,
+    pay: PayKeys,
     /// Platform certificates are downloaded (certificate and combined mode).
     certificate_mode: bool,
     /// The configured WeChat Pay public key id (public-key and combined mode).
@@ -287,7 +308,8 @@ impl std::fmt::Debug for WechatClient {
         f.debug_struct("WechatClient")
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
-            .field("mchid", &self.signer.mchid())
+            .field("mchid", &self.mchid)
+            .field("api", &if self.v2().is_some() { "v2" } else { "v3" })
             .field("certificate_mode", &self.certificate_mode)
             .field("public_key_id", &self.public_key_id)
             .finish_non_exhaustive()
@@ -332,18 +354,24 @@ impl WechatClient {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ClientInitError> {
         let provider = default_provider();
-        let signer = MerchantSigner::from_pem(
-            provider,
-            config.merchant_key_pem.expose(),
-            &config.mchid,
-            &config.merchant_serial,
-        )
-        .map_err(ClientInitError::MerchantKey)?;
-        let api_v3_key = ApiV3Key::new(config.api_v3_key.expose())
-            .map_err(ClientInitError::ApiV3Key)?
-            .with_provider(provider);
+        let pay = match &config.pay_api {
+            PayApi::V3 => PayKeys::V3 {
+                signer: MerchantSigner::from_pem(
+                    provider,
+                    config.merchant_key_pem.expose(),
+                    &config.mchid,
+                    &config.merchant_serial,
+                )
+                .map_err(ClientInitError::MerchantKey)?,
+                api_v3_key: ApiV3Key::new(config.api_v3_key.expose())
+                    .map_err(ClientInitError::ApiV3Key)?
+                    .with_provider(provider),
+            },
+            PayApi::V2(settings) => PayKeys::V2(v2::V2Api::new(config, settings)?),
+        };
+        let v3 = matches!(pay, PayKeys::V3 { .. });
         let mut platform = PlatformKeys::new();
-        let public_key_id = match config.platform.public_key() {
+        let public_key_id = match config.platform.public_key().filter(|_| v3) {
             Some((id, pem)) => {
                 platform
                     .insert_public_key_pem(provider, id, pem)
@@ -352,11 +380,9 @@ impl WechatClient {
             }
             None => None,
         };
-        let certificate_mode = config.platform.downloads_certificates();
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .connect_timeout(config.http_timeout.min(Duration::from_secs(5)))
-            .pool_idle_timeout(Duration::from_secs(60))
+        // APIv2 answers and notifications are signed with the APIv2 key: no platform keys.
+        let certificate_mode = v3 && config.platform.downloads_certificates();
+        let http = http_client(config)?
             .build()
             .map_err(|e| ClientInitError::Http(e.to_string()))?;
         Ok(Self {
@@ -364,10 +390,10 @@ impl WechatClient {
             api_base: config.api_base.clone(),
             login_base: config.login_base.clone(),
             appid: config.appid.clone(),
+            mchid: config.mchid.clone(),
             appsecret: config.appsecret.clone(),
             notify_url: config.notify_url.clone(),
-            signer,
-            api_v3_key,
+            pay,
             certificate_mode,
             public_key_id,
             platform: RwLock::new(platform),
@@ -378,16 +404,41 @@ impl WechatClient {
         })
     }
 
-    /// The merchant signer (for `paySign`).
+    /// The merchant signer (for the APIv3 `paySign`); `None` in v2 mode.
     #[must_use]
-    pub fn signer(&self) -> &MerchantSigner {
-        &self.signer
+    pub fn signer(&self) -> Option<&MerchantSigner> {
+        match &self.pay {
+            PayKeys::V3 { signer, .. } => Some(signer),
+            PayKeys::V2(_) => None,
+        }
     }
 
-    /// The APIv3 key (for notifications).
+    /// The APIv3 key (for notifications); `None` in v2 mode.
     #[must_use]
-    pub fn api_v3_key(&self) -> &ApiV3Key {
-        &self.api_v3_key
+    pub fn api_v3_key(&self) -> Option<&ApiV3Key> {
+        match &self.pay {
+            PayKeys::V3 { api_v3_key, .. } => Some(api_v3_key),
+            PayKeys::V2(_) => None,
+        }
+    }
+
+    /// The APIv2 side (key, sign type, notifications), in v2 mode.
+    #[must_use]
+    pub fn v2(&self) -> Option<&v2::V2Api> {
+        match &self.pay {
+            PayKeys::V2(v2) => Some(v2),
+            PayKeys::V3 { .. } => None,
+        }
+    }
+
+    /// The APIv3 keys, or the error an APIv3 call made in v2 mode gets.
+    fn v3_keys(&self) -> Result<(&MerchantSigner, &ApiV3Key), UpstreamError> {
+        match &self.pay {
+            PayKeys::V3 { signer, api_v3_key } => Ok((signer, api_v3_key)),
+            PayKeys::V2(_) => Err(UpstreamError::Config(
+                "an APIv3 call in APIv2 mode (WXPAY_PAY_API=v2)".into(),
+            )),
+        }
     }
 
     /// Whether platform certificates are downloaded (certificate and combined mode).
@@ -465,7 +516,11 @@ impl WechatClient {
         body: &[u8],
     ) -> Result<v3::Notification, wxpay_core::Error> {
         let wx = WechatpayHeaders::from_pairs(header_pairs(headers))?;
-        let key = &self.api_v3_key;
+        let Some(key) = self.api_v3_key() else {
+            return Err(wxpay_core::Error::Malformed(
+                "an APIv3 notification in APIv2 mode",
+            ));
+        };
         self.verify_with_refresh(|k, now| v3::verify_notification(k, key, &wx, body, now))
             .await
     }
@@ -591,13 +646,16 @@ impl WechatClient {
     /// # Errors
     /// [`UpstreamError`] for any failed or unverifiable answer.
     pub async fn jsapi_order(&self, order: &Order) -> Result<String, UpstreamError> {
+        if let Some(v2) = self.v2() {
+            return self.v2_unifiedorder(v2, order).await;
+        }
         #[derive(Deserialize)]
         struct Answer {
             prepay_id: String,
         }
         let mut body = json!({
             "appid": self.appid,
-            "mchid": self.signer.mchid(),
+            "mchid": self.mchid,
             "description": order.description,
             "out_trade_no": order.out_trade_no,
             "time_expire": rfc3339_cst(order.expire_at),
@@ -625,10 +683,13 @@ impl WechatClient {
     /// # Errors
     /// [`UpstreamError::Api`] with code `ORDER_NOT_EXIST` when WeChat has no such order; others.
     pub async fn query_order(&self, out_trade_no: &str) -> Result<Transaction, UpstreamError> {
+        if let Some(v2) = self.v2() {
+            return self.v2_orderquery(v2, out_trade_no).await;
+        }
         let path = format!(
             "/v3/pay/transactions/out-trade-no/{}?mchid={}",
             path_segment(out_trade_no)?,
-            self.signer.mchid()
+            self.mchid
         );
         let resp = self.call("query", Method::GET, &path, None).await?;
         let q: QueriedOrder = parse_ok(&resp)?;
@@ -640,11 +701,14 @@ impl WechatClient {
     /// # Errors
     /// [`UpstreamError::Api`] (e.g. `ORDERPAID`), others.
     pub async fn close_order(&self, out_trade_no: &str) -> Result<(), UpstreamError> {
+        if let Some(v2) = self.v2() {
+            return self.v2_closeorder(v2, out_trade_no).await;
+        }
         let path = format!(
             "/v3/pay/transactions/out-trade-no/{}/close",
             path_segment(out_trade_no)?
         );
-        let body = json!({ "mchid": self.signer.mchid() });
+        let body = json!({ "mchid": self.mchid });
         // A verified 2xx (204) is the only success; errors come back from `call`.
         self.call("close", Method::POST, &path, Some(&body)).await?;
         Ok(())
@@ -656,6 +720,9 @@ impl WechatClient {
     /// # Errors
     /// [`UpstreamError`] for any failed or unverifiable answer.
     pub async fn refund(&self, r: &RefundRequest<'_>) -> Result<RefundAnswer, UpstreamError> {
+        if let Some(v2) = self.v2() {
+            return self.v2_refund(v2, r).await;
+        }
         let mut body = json!({
             "out_trade_no": r.out_trade_no,
             "out_refund_no": r.out_refund_no,
@@ -682,6 +749,9 @@ impl WechatClient {
     /// [`UpstreamError::Api`] with code `RESOURCE_NOT_EXISTS` when WeChat has no such refund;
     /// any other failed or unverifiable answer.
     pub async fn query_refund(&self, out_refund_no: &str) -> Result<RefundAnswer, UpstreamError> {
+        if let Some(v2) = self.v2() {
+            return self.v2_refundquery(v2, out_refund_no).await;
+        }
         let path = format!(
             "/v3/refund/domestic/refunds/{}",
             path_segment(out_refund_no)?
@@ -749,9 +819,10 @@ impl WechatClient {
         }
         let wx = wx.map_err(UpstreamError::Verify)?;
         let provider = default_provider();
+        let (_, api_v3_key) = self.v3_keys()?;
         let certs = self
             .with_platform_keys(|k| {
-                v3::verify_certificates_response(provider, k, &self.api_v3_key, &wx, &raw.body, now)
+                v3::verify_certificates_response(provider, k, api_v3_key, &wx, &raw.body, now)
             })
             .map_err(UpstreamError::Verify)?;
         let mut keys = self
@@ -816,11 +887,12 @@ impl WechatClient {
             None => String::new(),
         };
         let url = format!("{}{path_and_query}", self.api_base);
+        let (signer, _) = self.v3_keys()?;
         self.retrying(endpoint, || async {
             let timestamp = wxpay_core::timestamp(self.now_u64());
             let nonce = wxpay_core::nonce_str(&mut rng());
             let auth = match v3::authorization(
-                &self.signer,
+                signer,
                 &mut rng(),
                 method.as_str(),
                 path_and_query,
@@ -931,6 +1003,24 @@ fn error_answer(
             }
         }
     }
+}
+
+/// The HTTP client settings shared by the API client and the APIv2 mutual-TLS client:
+/// timeouts, pooling, and the extra root of `WXPAY_API_CA_FILE`.
+fn http_client(config: &Config) -> Result<reqwest::ClientBuilder, ClientInitError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.http_timeout)
+        .connect_timeout(config.http_timeout.min(Duration::from_secs(5)))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(pem) = &config.api_ca_pem {
+        let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| ClientInitError::ApiCa(e.to_string()))?;
+        if roots.is_empty() {
+            return Err(ClientInitError::ApiCa("no certificate in the file".into()));
+        }
+        builder = builder.tls_certs_merge(roots);
+    }
+    Ok(builder)
 }
 
 /// Header pairs whose values are valid strings (others cannot be Wechatpay headers).
