@@ -132,7 +132,8 @@ async fn send(
     body: &str,
     authorization: Option<&str>,
 ) -> Reply {
-    let client = reqwest::Client::new();
+    // With TLS: trusting the simulator CA, no client certificate.
+    let client = super::v2_tests::client(h, None);
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = client
         .request(method, format!("{}{url}", h.base_url()))

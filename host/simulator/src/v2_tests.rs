@@ -57,22 +57,53 @@ fn body(
     signed_xml(&p, key, sign_type).expect("xml").xml
 }
 
+/// A client for `h`: plain, or with [`SimulatorOptions::tls`] one that trusts only the
+/// simulator CA and presents `identity` (certificate and key PEM) if given.
+pub(super) fn client(h: &SimulatorHandle, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let Some(ca) = h.tls_root_ca_pem() else {
+        return reqwest::Client::new();
+    };
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA PEM")]);
+    if let Some((cert, key)) = identity {
+        let pem = format!("{cert}{key}");
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+/// A client for `h` presenting the merchant client certificate when TLS is on.
+fn merchant_client(h: &SimulatorHandle) -> reqwest::Client {
+    client(
+        h,
+        h.merchant_client_cert_pem()
+            .zip(h.merchant_client_key_pem()),
+    )
+}
+
 async fn post_xml(
     h: &SimulatorHandle,
     path: &str,
     xml: String,
-    cert: bool,
+    client: &reqwest::Client,
 ) -> (u16, BTreeMap<String, String>) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", h.base_url()))
-        .body(xml);
-    if cert {
-        req = req.header(CLIENT_CERT_HEADER, "SHA256:test-harness");
-    }
-    let resp = req.send().await.expect("send");
+    let resp = try_post_xml(h, path, xml, client).await.expect("send");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("text");
     (status, parse_xml(&text).expect("answer is v2 XML"))
+}
+
+async fn try_post_xml(
+    h: &SimulatorHandle,
+    path: &str,
+    xml: String,
+    client: &reqwest::Client,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{}{path}", h.base_url()))
+        .body(xml)
+        .send()
+        .await
 }
 
 /// A signed request with the simulator's own key and sign type; the answer's signature is
@@ -83,7 +114,7 @@ async fn call(
     params: &[(&str, &str)],
 ) -> BTreeMap<String, String> {
     let t = h.v2_sign_type();
-    let (status, f) = post_xml(h, path, body(h, params, &key(h), t), true).await;
+    let (status, f) = post_xml(h, path, body(h, params, &key(h), t), &merchant_client(h)).await;
     assert_eq!(status, 200);
     assert_eq!(f["return_code"], "SUCCESS", "{f:?}");
     verify(&f, &key(h), t).expect("answer signed with the merchant's sign type");
@@ -164,7 +195,7 @@ async fn unifiedorder_accepts_md5_and_hmac_and_answers_signed() {
             &key(&h),
             SignType::HmacSha256,
         ),
-        false,
+        &reqwest::Client::new(),
     )
     .await;
     assert_eq!(f["result_code"], "SUCCESS");
@@ -194,7 +225,7 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
         &h,
         "/pay/unifiedorder",
         body(&h, &params, &wrong, SignType::Md5),
-        false,
+        &reqwest::Client::new(),
     )
     .await;
     assert_eq!(status, 200);
@@ -202,7 +233,13 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
     assert_eq!(f["return_msg"], "签名错误");
     assert!(!f.contains_key("sign") && !f.contains_key("result_code"));
     assert!(h.order("v2-bad").is_none());
-    let (_, f) = post_xml(&h, "/pay/unifiedorder", "<xml><a>".into(), false).await;
+    let (_, f) = post_xml(
+        &h,
+        "/pay/unifiedorder",
+        "<xml><a>".into(),
+        &reqwest::Client::new(),
+    )
+    .await;
     assert_eq!(f["return_code"], "FAIL");
 
     // An HMAC-SHA256 merchant: a correctly MD5-signed request claiming MD5 (or nothing) is a
@@ -215,7 +252,7 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
             &h,
             "/pay/unifiedorder",
             body(&h, p, &key(&h), SignType::Md5),
-            false,
+            &reqwest::Client::new(),
         )
         .await;
         assert_eq!(f["return_code"], "FAIL", "{f:?}");
@@ -367,12 +404,21 @@ async fn orderquery_states_and_closeorder() {
 }
 
 #[tokio::test]
-async fn refund_needs_the_client_certificate_then_query_and_req_info_notification() {
+async fn refund_then_query_and_req_info_notification_over_http_and_mutual_tls() {
+    for tls in [false, true] {
+        refund_query_and_notification(tls).await;
+    }
+}
+
+/// The v2 refund flow; with `tls`, over HTTPS presenting the merchant client certificate
+/// (`call`), after a refused attempt without one.
+async fn refund_query_and_notification(tls: bool) {
     let h = sim(SimulatorOptions {
-        require_client_cert: true,
+        tls,
         ..fast(SignType::HmacSha256)
     })
     .await;
+    assert_eq!(h.base_url().starts_with("https://"), tls);
     let (url, r) = receiver(&[]).await;
     order(&h, "v2-r", "300", &url).await;
     let paid = h.pay("v2-r").expect("pay");
@@ -385,11 +431,13 @@ async fn refund_needs_the_client_certificate_then_query_and_req_info_notificatio
         ("total_fee", "300"),
         ("refund_fee", "100"),
     ];
-    let xml = body(&h, &refund, &key(&h), SignType::HmacSha256);
-    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml.clone(), false).await;
-    assert_eq!(status, 403);
-    assert_eq!(f["return_code"], "FAIL");
-    assert!(h.refund("v2-r-1").is_none());
+    if tls {
+        let xml = body(&h, &refund, &key(&h), SignType::HmacSha256);
+        let (status, f) = post_xml(&h, "/secapi/pay/refund", xml, &client(&h, None)).await;
+        assert_eq!(status, 403);
+        assert_eq!(f["return_code"], "FAIL");
+        assert!(h.refund("v2-r-1").is_none());
+    }
 
     let f = call(&h, "/secapi/pay/refund", &refund).await;
     assert_eq!(f["result_code"], "SUCCESS", "{f:?}");
