@@ -65,6 +65,9 @@ pub(crate) struct TlsPems {
     pub client_cert_pem: String,
     /// Its private key, PKCS#8 (`apiclient_key.pem`): the merchant API private key.
     pub client_key_pem: String,
+    /// The CA's private key, for tests that issue other client certificates.
+    #[cfg(test)]
+    pub ca_key_pem: String,
 }
 
 /// What [`generate`] makes: the PEMs and the server configuration.
@@ -97,6 +100,8 @@ pub(crate) fn generate(
     };
 
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err("CA key"))?;
+    #[cfg(test)]
+    let ca_key_pem = ca_key.serialize_pem();
     let mut ca_params = ca_params();
     validity(&mut ca_params);
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err("CA certificate"))?;
@@ -171,6 +176,8 @@ pub(crate) fn generate(
             ca_pem: ca.pem(),
             client_cert_pem: client_cert.pem(),
             client_key_pem,
+            #[cfg(test)]
+            ca_key_pem,
         },
         acceptor: TlsAcceptor::from(Arc::new(config)),
     })
@@ -190,6 +197,29 @@ fn ca_params() -> CertificateParams {
         KeyUsagePurpose::DigitalSignature,
     ];
     params
+}
+
+/// For tests: a client certificate with subject CN `cn` and a fresh P-256 key, issued by the CA
+/// whose key is `ca_key_pem` (the simulator's, or any other) — `(certificate PEM, key PEM)`.
+#[cfg(test)]
+pub(crate) fn issue_client_cert(ca_key_pem: &str, cn: &str) -> (String, String) {
+    let ca_key = KeyPair::from_pem(ca_key_pem).expect("CA key");
+    let ca = rcgen::Issuer::new(ca_params(), ca_key);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(&[(DnType::CommonName, cn)]);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca).expect("certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// For tests: a CA of its own with the same name as the simulator's — `(certificate PEM, key
+/// PEM)`.
+#[cfg(test)]
+pub(crate) fn other_ca() -> (String, String) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = ca_params().self_signed(&key).expect("CA");
+    (cert.pem(), key.serialize_pem())
 }
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> SimulatorError {
