@@ -767,13 +767,15 @@ pub(crate) fn rng() -> UnwrapErr<getrandom::SysRng> {
 /// Must be called inside a Tokio runtime; the server and the notification deliveries run on it.
 ///
 /// Generating the two RSA-2048 key pairs takes tens of milliseconds (AWS-LC); it runs on a
-/// blocking thread.
+/// blocking thread, as does generating the TLS certificates with [`SimulatorOptions::tls`]
+/// (two P-256 keys; the client certificate is over the merchant key).
 ///
 /// # Errors
 /// [`SimulatorError::Bind`] if the address cannot be bound; [`SimulatorError::Keys`] for an
 /// unusable configured APIv3 key; [`SimulatorError::KeyFile`], [`SimulatorError::KeyMismatch`]
 /// or [`SimulatorError::KeyGeneration`] for unusable files in [`SimulatorOptions::keys_dir`]
-/// (or a failed generation); [`SimulatorError::Client`] if the HTTP client cannot be built.
+/// (or a failed generation, TLS certificates included); [`SimulatorError::Client`] if the HTTP
+/// client cannot be built.
 pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorError> {
     let started = std::time::Instant::now();
     let mode = if opts.public_key_migration {
