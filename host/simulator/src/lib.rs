@@ -15,7 +15,7 @@
 //! | `GET /v3/refund/domestic/refunds/{out_refund_no}` | refund query (`PROCESSING`, `SUCCESS`, `CLOSED`, `ABNORMAL`), 404 `RESOURCE_NOT_EXISTS` for a refund never received; counted per refund |
 //! | `GET /v3/certificates` | platform certificates (certificate mode; old and new after [`SimulatorHandle::rotate_platform_certificate`]) or 404 `NOT_FOUND` (public-key mode) |
 //!
-//! | `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`, `/pay/refundquery`, `/secapi/pay/refund` | APIv2, XML in and out, `MD5` or `HMAC-SHA256` with the APIv2 key ([`SimulatorOptions::api_v2_key`], [`SimulatorOptions::v2_sign_type`]); v2 orders share the world with v3 orders and are notified as v2 XML (refunds with an encrypted `req_info`); `/secapi/` checks [`SimulatorOptions::require_client_cert`] |
+//! | `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`, `/pay/refundquery`, `/secapi/pay/refund` | APIv2, XML in and out, `MD5` or `HMAC-SHA256` with the APIv2 key ([`SimulatorOptions::api_v2_key`], [`SimulatorOptions::v2_sign_type`]); v2 orders share the world with v3 orders and are notified as v2 XML (refunds with an encrypted `req_info`); with [`SimulatorOptions::tls`], `/secapi/` requires the merchant API client certificate in the TLS handshake (mutual TLS), else HTTP 403 |
 //!
 //! Every `/v3` response, errors included, carries `Wechatpay-Timestamp`, `-Nonce`, `-Signature`,
 //! `-Serial` and `-Signature-Type`, signed with the (current) platform key over exactly the body
@@ -56,6 +56,22 @@
 //! | | [`rotate_platform_certificate`](SimulatorHandle::rotate_platform_certificate) | a new platform key and certificate, listed next to the old one |
 //! | | [`signed_notification`](SimulatorHandle::signed_notification) | `(headers, body)` of a v3 notification for any resource JSON and event type, encrypted and signed with the current platform key, for a test to post itself |
 //!
+//! With [`SimulatorOptions::tls`] the simulator serves HTTPS (`https://127.0.0.1:PORT`) with
+//! certificates it generates at start, and checks the merchant API client certificate on
+//! `/secapi/` the way WeChat Pay does: in the TLS handshake. WeChat Pay's APIv2 refund
+//! (`/secapi/pay/refund`) is mutual TLS with the merchant's `apiclient_cert.pem` /
+//! `apiclient_key.pem`, and a host that forgets its certificate never gets an answer; a plain
+//! HTTP simulator cannot show that. The simulator's CA
+//! ([`SimulatorHandle::tls_root_ca_pem`]) issues the server certificate (`127.0.0.1`,
+//! `localhost`) and the merchant client certificate
+//! ([`SimulatorHandle::merchant_client_cert_pem`], subject CN = the `mch_id`, serial = the
+//! merchant serial, over the merchant API key [`SimulatorHandle::merchant_client_key_pem`]).
+//! A client certificate is requested but optional in the handshake, so every other route works
+//! without one; one that does not chain to the simulator CA fails the handshake, and `/secapi/`
+//! answers HTTP 403 (`return_code=FAIL`, nothing created) to a connection without a certificate
+//! or with one for another CN. These certificates are made fresh at every start and are for
+//! tests only: trust the simulator CA in test clients only, never in a system trust store.
+//!
 //! All cryptography (signature verification, signing, AEAD) is `wxpay-core`'s. No private key
 //! is compiled in: the keys are generated at every start, or read from
 //! [`SimulatorOptions::keys_dir`] (see [`SimulatorCredentials`]).
@@ -64,6 +80,7 @@ mod keys;
 mod notify;
 mod routes;
 mod state;
+mod tls;
 mod v2;
 mod wire;
 
@@ -91,7 +108,6 @@ pub use state::{
     AnswerSigning, NotifyBehavior, OrderSnapshot, RefundFault, RefundSnapshot, RefundStatus,
     TradeState,
 };
-pub use v2::CLIENT_CERT_HEADER;
 pub use wxpay_core::v2::SignType as V2SignType;
 
 use state::{Refusal, V3Fault, World};
@@ -218,10 +234,26 @@ pub struct SimulatorOptions {
     /// The APIv2 sign type the merchant uses: `MD5` (default) or `HMAC-SHA256`. A v2 request
     /// claiming a weaker type than this is refused ("签名错误").
     pub v2_sign_type: V2SignType,
-    /// `true`: `/secapi/` (the v2 refund) requires the merchant API client certificate, which
-    /// the harness signals with the [`CLIENT_CERT_HEADER`] header (the simulator has no TLS
-    /// listener); without it the answer is HTTP 403. Default `false`.
-    pub require_client_cert: bool,
+    /// `true`: serve HTTPS with mutual TLS on `/secapi/`, like WeChat Pay. Default `false`
+    /// (plain HTTP, and `/secapi/` checks no certificate).
+    ///
+    /// WeChat Pay checks the merchant API certificate (`apiclient_cert.pem`, subject CN = the
+    /// `mch_id`) in the TLS handshake of `/secapi/` (the APIv2 refund), so only a TLS listener
+    /// can show whether a host really presents it. At start the simulator generates, with
+    /// `rcgen`, a CA ("wxpay simulator CA"), a server certificate it issues for `127.0.0.1` and
+    /// `localhost`, and the merchant client certificate (CN = the `mch_id`, serial = the
+    /// merchant serial, over the merchant API private key); see
+    /// [`SimulatorHandle::tls_root_ca_pem`], [`SimulatorHandle::merchant_client_cert_pem`] and
+    /// [`SimulatorHandle::merchant_client_key_pem`]. [`SimulatorHandle::base_url`] is then
+    /// `https://127.0.0.1:PORT`.
+    ///
+    /// Client certificates are requested but optional in the handshake: every route but
+    /// `/secapi/` works without one. A presented certificate must chain to the simulator CA
+    /// (else the handshake fails); `/secapi/` answers HTTP 403 with a `return_code=FAIL` body,
+    /// creating nothing, unless the connection presented one whose subject CN is the `mch_id`.
+    ///
+    /// The certificates are fresh at every start and for tests only.
+    pub tls: bool,
 }
 
 impl Default for SimulatorOptions {
@@ -239,7 +271,7 @@ impl Default for SimulatorOptions {
             refund_notify_url: None,
             api_v2_key: None,
             v2_sign_type: V2SignType::Md5,
-            require_client_cert: false,
+            tls: false,
         }
     }
 }
@@ -353,8 +385,10 @@ pub(crate) struct Shared {
     pub schedule: Vec<Duration>,
     pub refund_delay: Option<Duration>,
     pub refund_notify_url: Option<String>,
-    /// The merchant's APIv2 key, sign type and client-certificate knob.
+    /// The merchant's APIv2 key and sign type.
     pub v2: v2::V2Config,
+    /// [`SimulatorOptions::tls`]: the generated CA, client certificate and key.
+    pub tls: Option<tls::TlsPems>,
     pub http: reqwest::Client,
     pub runtime: tokio::runtime::Handle,
     pub world: Mutex<World>,
@@ -733,13 +767,15 @@ pub(crate) fn rng() -> UnwrapErr<getrandom::SysRng> {
 /// Must be called inside a Tokio runtime; the server and the notification deliveries run on it.
 ///
 /// Generating the two RSA-2048 key pairs takes tens of milliseconds (AWS-LC); it runs on a
-/// blocking thread.
+/// blocking thread, as does generating the TLS certificates with [`SimulatorOptions::tls`]
+/// (two P-256 keys; the client certificate is over the merchant key).
 ///
 /// # Errors
 /// [`SimulatorError::Bind`] if the address cannot be bound; [`SimulatorError::Keys`] for an
 /// unusable configured APIv3 key; [`SimulatorError::KeyFile`], [`SimulatorError::KeyMismatch`]
 /// or [`SimulatorError::KeyGeneration`] for unusable files in [`SimulatorOptions::keys_dir`]
-/// (or a failed generation); [`SimulatorError::Client`] if the HTTP client cannot be built.
+/// (or a failed generation, TLS certificates included); [`SimulatorError::Client`] if the HTTP
+/// client cannot be built.
 pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorError> {
     let started = std::time::Instant::now();
     let mode = if opts.public_key_migration {
@@ -782,6 +818,21 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
             addr: opts.listen,
             source,
         })?;
+    let tls = if opts.tls {
+        let (mchid, serial, key) = (
+            keys.credentials.mchid.clone(),
+            keys.credentials.merchant_serial.clone(),
+            keys.credentials.merchant_private_key_pem.clone(),
+        );
+        // The real clock: TLS peers check validity against it, not the simulator's clock.
+        let now = SystemClock.now();
+        let setup = tokio::task::spawn_blocking(move || tls::generate(&mchid, &serial, &key, now))
+            .await
+            .map_err(|e| SimulatorError::KeyGeneration(format!("TLS task: {e}")))??;
+        Some(setup)
+    } else {
+        None
+    };
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let platform = Platform {
         signer: Arc::new(keys.platform_signer),
@@ -806,7 +857,8 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
         schedule: opts.notify_retry_schedule,
         refund_delay: opts.refund_delay,
         refund_notify_url: opts.refund_notify_url,
-        v2: v2::V2Config::new(opts.api_v2_key, opts.v2_sign_type, opts.require_client_cert),
+        v2: v2::V2Config::new(opts.api_v2_key, opts.v2_sign_type),
+        tls: tls.as_ref().map(|t| t.pems.clone()),
         http,
         runtime: tokio::runtime::Handle::current(),
         world: Mutex::new(World::default()),
@@ -816,19 +868,28 @@ pub async fn spawn(opts: SimulatorOptions) -> Result<SimulatorHandle, SimulatorE
         shutdown,
     });
     let app = routes::router(shared.clone());
-    let server = tokio::spawn(async move {
-        let stop = async move {
-            // Either a `true` or the handle going away ends the server.
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "simulator server failed");
-        }
-    });
-    let base_url = format!("http://{addr}");
+    let (server, scheme) = match tls {
+        // Either a `true` or the handle going away ends the server.
+        Some(setup) => (
+            tokio::spawn(tls::serve(listener, setup.acceptor, app, shutdown_rx)),
+            "https",
+        ),
+        None => (
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = shutdown_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "simulator server failed");
+                }
+            }),
+            "http",
+        ),
+    };
+    let base_url = format!("{scheme}://{addr}");
     tracing::info!(%base_url, "WeChat Pay simulator listening");
     Ok(SimulatorHandle {
         shared,
@@ -850,16 +911,44 @@ impl std::fmt::Debug for SimulatorHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimulatorHandle")
             .field("base_url", &self.base_url)
+            .field("tls", &self.shared.tls.is_some())
             .field("credentials", &self.shared.creds)
             .finish_non_exhaustive()
     }
 }
 
 impl SimulatorHandle {
-    /// `http://127.0.0.1:PORT`: use it as both `WXPAY_API_BASE` and `WXPAY_LOGIN_BASE`.
+    /// `http://127.0.0.1:PORT` (`https://…` with [`SimulatorOptions::tls`]): use it as both
+    /// `WXPAY_API_BASE` and `WXPAY_LOGIN_BASE`.
     #[must_use]
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// With [`SimulatorOptions::tls`]: the simulator CA's certificate PEM, the one root a client
+    /// must trust to reach [`SimulatorHandle::base_url`] (test-only, fresh per start). `None`
+    /// without TLS.
+    #[must_use]
+    pub fn tls_root_ca_pem(&self) -> Option<&str> {
+        self.shared.tls.as_ref().map(|t| t.ca_pem.as_str())
+    }
+
+    /// With [`SimulatorOptions::tls`]: the merchant API client certificate PEM
+    /// (`apiclient_cert.pem`), issued by the simulator CA, subject CN = the `mch_id`, serial =
+    /// [`SimulatorHandle::merchant_serial`], over the merchant API key. A client presents it
+    /// with [`SimulatorHandle::merchant_client_key_pem`] for `/secapi/`. `None` without TLS.
+    #[must_use]
+    pub fn merchant_client_cert_pem(&self) -> Option<&str> {
+        self.shared.tls.as_ref().map(|t| t.client_cert_pem.as_str())
+    }
+
+    /// With [`SimulatorOptions::tls`]: the private key of
+    /// [`SimulatorHandle::merchant_client_cert_pem`] (`apiclient_key.pem`), a PKCS#8 PEM. It is
+    /// the merchant API private key ([`SimulatorHandle::merchant_private_key_pem`], converted to
+    /// PKCS#8 if that was PKCS#1), as at WeChat Pay. `None` without TLS.
+    #[must_use]
+    pub fn merchant_client_key_pem(&self) -> Option<&str> {
+        self.shared.tls.as_ref().map(|t| t.client_key_pem.as_str())
     }
 
     /// The bound address.

@@ -74,7 +74,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sim/stats", get(sim_stats))
         .route("/sim/request-payment/check", post(check_request_payment))
         .nest("/v3", v3)
-        .merge(super::v2::routes())
+        .merge(super::v2::routes(&shared))
         .with_state(shared)
 }
 
@@ -750,7 +750,9 @@ async fn sim_credentials(State(shared): Sim) -> Response {
             "platform_serial": c.platform_serial(),
             "api_v2_key": shared.v2.key_text,
             "v2_sign_type": shared.v2.sign_type.as_str(),
-            "require_client_cert": shared.v2.require_client_cert,
+            "tls": shared.tls.is_some(),
+            "tls_root_ca_pem": shared.tls.as_ref().map(|t| &t.ca_pem),
+            "merchant_client_cert_pem": shared.tls.as_ref().map(|t| &t.client_cert_pem),
         }),
     )
 }

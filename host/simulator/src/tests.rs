@@ -132,7 +132,8 @@ async fn send(
     body: &str,
     authorization: Option<&str>,
 ) -> Reply {
-    let client = reqwest::Client::new();
+    // With TLS: trusting the simulator CA, no client certificate.
+    let client = super::v2_tests::client(h, None);
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = client
         .request(method, format!("{}{url}", h.base_url()))
@@ -366,6 +367,27 @@ async fn order_query_close_in_both_modes() {
         );
         h.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn v3_order_query_and_certificates_over_tls_without_a_client_certificate() {
+    let h = sim(SimulatorOptions {
+        tls: true,
+        ..fast()
+    })
+    .await;
+    assert!(h.base_url().starts_with("https://"));
+    let prepay = order(&h, "TLS00001", 100, "http://127.0.0.1:9/notify").await;
+    assert!(prepay.starts_with("wx"));
+    let q = format!(
+        "/v3/pay/transactions/out-trade-no/TLS00001?mchid={}",
+        h.mchid()
+    );
+    let r = v3(&h, "GET", &q, "").await.verified(&h);
+    assert_eq!(r.json()["trade_state"], "NOTPAY");
+    let r = v3(&h, "GET", "/v3/certificates", "").await.verified(&h);
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(h.query_count("TLS00001"), 1);
 }
 
 #[tokio::test]

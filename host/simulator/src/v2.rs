@@ -23,8 +23,9 @@ use std::sync::{Arc, PoisonError};
 use aes::Aes256;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use cipher::{Array, BlockCipherEncrypt, KeyInit};
@@ -34,16 +35,9 @@ use wxpay_core::v2::{ApiV2Key, SignType, parse_xml, reply_xml, signed_xml, to_xm
 use super::notify::{DeliveryAttempt, DeliveryKind};
 use super::state::{NotifyBehavior, Order, OrderConflict, OrderRequest, Refund, RefundStatus};
 use super::state::{Refusal, TradeState};
+use super::tls::ClientCert;
 use super::wire::{parse_rfc3339, rfc3339_cst};
 use super::{Shared, rng};
-
-/// The header through which a test harness says "this request presented the merchant API
-/// client certificate" when [`crate::SimulatorOptions::require_client_cert`] is on. WeChat Pay
-/// checks the certificate in the TLS handshake of `/secapi/` (mutual TLS); the simulator listens
-/// on plain HTTP, so the harness, or a TLS-terminating proxy that verified the certificate, sets
-/// this header (any non-empty value) instead. Without it such a request gets HTTP 403 and a
-/// `return_code=FAIL` body, and nothing is created.
-pub const CLIENT_CERT_HEADER: &str = "x-wxpay-sim-client-cert";
 
 /// The merchant's APIv2 configuration at the simulated WeChat Pay.
 pub(crate) struct V2Config {
@@ -52,30 +46,32 @@ pub(crate) struct V2Config {
     pub key: ApiV2Key,
     /// The sign type the merchant uses; a request claiming a weaker one is refused.
     pub sign_type: SignType,
-    pub require_client_cert: bool,
 }
 
 impl V2Config {
     /// `key`: the configured key, or `None` for a random 32-character one.
-    pub(crate) fn new(key: Option<String>, sign_type: SignType, require_client_cert: bool) -> Self {
+    pub(crate) fn new(key: Option<String>, sign_type: SignType) -> Self {
         let key_text = key.unwrap_or_else(|| wxpay_core::nonce::nonce_str(&mut rng()));
         Self {
             key: ApiV2Key::new(&key_text),
             key_text,
             sign_type,
-            require_client_cert,
         }
     }
 }
 
-/// The v2 endpoints (merged into the simulator's router).
-pub(crate) fn routes() -> Router<Arc<Shared>> {
+/// The v2 endpoints (merged into the simulator's router); `/secapi/` behind
+/// [`require_client_cert`].
+pub(crate) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    let secapi = Router::new()
+        .route("/secapi/pay/refund", post(refund))
+        .route_layer(from_fn_with_state(shared.clone(), require_client_cert));
     Router::new()
         .route("/pay/unifiedorder", post(unifiedorder))
         .route("/pay/orderquery", post(orderquery))
         .route("/pay/closeorder", post(closeorder))
-        .route("/secapi/pay/refund", post(refund))
         .route("/pay/refundquery", post(refundquery))
+        .merge(secapi)
 }
 
 type Sim = State<Arc<Shared>>;
@@ -430,36 +426,31 @@ async fn closeorder(State(shared): Sim, body: Bytes) -> Response {
     })
 }
 
-/// Whether a `/secapi/` request presented the merchant API client certificate.
-///
-/// WeChat Pay checks it in the TLS handshake (mutual TLS with the merchant's `apiclient_cert`):
-/// a client without it never gets an HTTP answer. The simulator listens on plain HTTP, so when
-/// [`crate::SimulatorOptions::require_client_cert`] is on, the test harness (or a TLS-terminating
-/// proxy that verified the client certificate) marks such requests with a non-empty
-/// [`CLIENT_CERT_HEADER`]; without it the simulator answers HTTP 403 with a `return_code=FAIL`
-/// body, which a host reads as the transport error a failed handshake would be. A real check
-/// would need a TLS listener (rustls `WebPkiClientVerifier`) trusting the CA that issued the
-/// merchant certificate, and would compare the certificate's subject with the `mch_id`.
-fn check_client_cert(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let presented = headers
-        .get(CLIENT_CERT_HEADER)
-        .is_some_and(|v| !v.as_bytes().is_empty());
-    (shared.v2.require_client_cert && !presented).then(|| {
-        xml(
-            StatusCode::FORBIDDEN,
-            reply_xml(
-                false,
-                "证书错误：请求未携带商户API证书 (client certificate required)",
-            ),
-        )
-    })
+/// `/secapi/` (mutual TLS at WeChat Pay): with [`crate::SimulatorOptions::tls`], the request
+/// goes through only if its connection presented a client certificate that verified against
+/// the simulator CA (rustls checked the chain in the handshake; a certificate of another CA
+/// never gets this far) and whose subject CN is the merchant's `mch_id`. Otherwise HTTP 403
+/// with a `return_code=FAIL` body, and nothing is created: WeChat refuses such a client in the
+/// handshake, which a host sees as a transport error, as it should see the 403. Without TLS
+/// there is no certificate to check and every request goes through.
+async fn require_client_cert(State(shared): Sim, req: Request, next: Next) -> Response {
+    if shared.tls.is_none() {
+        return next.run(req).await;
+    }
+    let cn = req
+        .extensions()
+        .get::<ClientCert>()
+        .and_then(|c| c.0.as_deref());
+    let msg = match cn {
+        Some(cn) if cn == shared.creds.mchid => return next.run(req).await,
+        Some(_) => "证书错误：商户API证书与商户号不符 (client certificate is not the merchant's)",
+        None => "证书错误：请求未携带商户API证书 (client certificate required)",
+    };
+    xml(StatusCode::FORBIDDEN, reply_xml(false, msg))
 }
 
-/// "申请退款" (mutual TLS at WeChat; see [`check_client_cert`]).
-async fn refund(State(shared): Sim, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(resp) = check_client_cert(&shared, &headers) {
-        return resp;
-    }
+/// "申请退款" (mutual TLS at WeChat; see [`require_client_cert`]).
+async fn refund(State(shared): Sim, body: Bytes) -> Response {
     let mut created = None;
     let resp = serve(&shared, &body, |req| {
         let order = find_order(&shared, req)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::post;
+use rustls::pki_types::pem::PemObject;
 use wxpay_core::v2::{
     ApiV2Key, SignType, decrypt_req_info, parse_xml, reply_xml, signed_xml, verify,
     verify_notification,
@@ -57,22 +58,53 @@ fn body(
     signed_xml(&p, key, sign_type).expect("xml").xml
 }
 
+/// A client for `h`: plain, or with [`SimulatorOptions::tls`] one that trusts only the
+/// simulator CA and presents `identity` (certificate and key PEM) if given.
+pub(super) fn client(h: &SimulatorHandle, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let Some(ca) = h.tls_root_ca_pem() else {
+        return reqwest::Client::new();
+    };
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA PEM")]);
+    if let Some((cert, key)) = identity {
+        let pem = format!("{cert}{key}");
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+/// A client for `h` presenting the merchant client certificate when TLS is on.
+fn merchant_client(h: &SimulatorHandle) -> reqwest::Client {
+    client(
+        h,
+        h.merchant_client_cert_pem()
+            .zip(h.merchant_client_key_pem()),
+    )
+}
+
 async fn post_xml(
     h: &SimulatorHandle,
     path: &str,
     xml: String,
-    cert: bool,
+    client: &reqwest::Client,
 ) -> (u16, BTreeMap<String, String>) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", h.base_url()))
-        .body(xml);
-    if cert {
-        req = req.header(CLIENT_CERT_HEADER, "SHA256:test-harness");
-    }
-    let resp = req.send().await.expect("send");
+    let resp = try_post_xml(h, path, xml, client).await.expect("send");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("text");
     (status, parse_xml(&text).expect("answer is v2 XML"))
+}
+
+async fn try_post_xml(
+    h: &SimulatorHandle,
+    path: &str,
+    xml: String,
+    client: &reqwest::Client,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{}{path}", h.base_url()))
+        .body(xml)
+        .send()
+        .await
 }
 
 /// A signed request with the simulator's own key and sign type; the answer's signature is
@@ -83,7 +115,7 @@ async fn call(
     params: &[(&str, &str)],
 ) -> BTreeMap<String, String> {
     let t = h.v2_sign_type();
-    let (status, f) = post_xml(h, path, body(h, params, &key(h), t), true).await;
+    let (status, f) = post_xml(h, path, body(h, params, &key(h), t), &merchant_client(h)).await;
     assert_eq!(status, 200);
     assert_eq!(f["return_code"], "SUCCESS", "{f:?}");
     verify(&f, &key(h), t).expect("answer signed with the merchant's sign type");
@@ -164,7 +196,7 @@ async fn unifiedorder_accepts_md5_and_hmac_and_answers_signed() {
             &key(&h),
             SignType::HmacSha256,
         ),
-        false,
+        &reqwest::Client::new(),
     )
     .await;
     assert_eq!(f["result_code"], "SUCCESS");
@@ -194,7 +226,7 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
         &h,
         "/pay/unifiedorder",
         body(&h, &params, &wrong, SignType::Md5),
-        false,
+        &reqwest::Client::new(),
     )
     .await;
     assert_eq!(status, 200);
@@ -202,7 +234,13 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
     assert_eq!(f["return_msg"], "签名错误");
     assert!(!f.contains_key("sign") && !f.contains_key("result_code"));
     assert!(h.order("v2-bad").is_none());
-    let (_, f) = post_xml(&h, "/pay/unifiedorder", "<xml><a>".into(), false).await;
+    let (_, f) = post_xml(
+        &h,
+        "/pay/unifiedorder",
+        "<xml><a>".into(),
+        &reqwest::Client::new(),
+    )
+    .await;
     assert_eq!(f["return_code"], "FAIL");
 
     // An HMAC-SHA256 merchant: a correctly MD5-signed request claiming MD5 (or nothing) is a
@@ -215,7 +253,7 @@ async fn bad_sign_and_sign_type_downgrade_are_refused() {
             &h,
             "/pay/unifiedorder",
             body(&h, p, &key(&h), SignType::Md5),
-            false,
+            &reqwest::Client::new(),
         )
         .await;
         assert_eq!(f["return_code"], "FAIL", "{f:?}");
@@ -367,12 +405,21 @@ async fn orderquery_states_and_closeorder() {
 }
 
 #[tokio::test]
-async fn refund_needs_the_client_certificate_then_query_and_req_info_notification() {
+async fn refund_then_query_and_req_info_notification_over_http_and_mutual_tls() {
+    for tls in [false, true] {
+        refund_query_and_notification(tls).await;
+    }
+}
+
+/// The v2 refund flow; with `tls`, over HTTPS presenting the merchant client certificate
+/// (`call`), after a refused attempt without one.
+async fn refund_query_and_notification(tls: bool) {
     let h = sim(SimulatorOptions {
-        require_client_cert: true,
+        tls,
         ..fast(SignType::HmacSha256)
     })
     .await;
+    assert_eq!(h.base_url().starts_with("https://"), tls);
     let (url, r) = receiver(&[]).await;
     order(&h, "v2-r", "300", &url).await;
     let paid = h.pay("v2-r").expect("pay");
@@ -385,11 +432,13 @@ async fn refund_needs_the_client_certificate_then_query_and_req_info_notificatio
         ("total_fee", "300"),
         ("refund_fee", "100"),
     ];
-    let xml = body(&h, &refund, &key(&h), SignType::HmacSha256);
-    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml.clone(), false).await;
-    assert_eq!(status, 403);
-    assert_eq!(f["return_code"], "FAIL");
-    assert!(h.refund("v2-r-1").is_none());
+    if tls {
+        let xml = body(&h, &refund, &key(&h), SignType::HmacSha256);
+        let (status, f) = post_xml(&h, "/secapi/pay/refund", xml, &client(&h, None)).await;
+        assert_eq!(status, 403);
+        assert_eq!(f["return_code"], "FAIL");
+        assert!(h.refund("v2-r-1").is_none());
+    }
 
     let f = call(&h, "/secapi/pay/refund", &refund).await;
     assert_eq!(f["result_code"], "SUCCESS", "{f:?}");
@@ -458,4 +507,252 @@ async fn refund_needs_the_client_certificate_then_query_and_req_info_notificatio
     assert_eq!(f["err_code"], "REFUNDNOTEXIST");
     let f = call(&h, "/pay/orderquery", &[("out_trade_no", "v2-r")]).await;
     assert_eq!(f["trade_state"], "REFUND");
+}
+
+/// A paid v2 order `no` of 300 fen at a TLS simulator, and the signed XML of a refund request
+/// `out_refund_no` of 100 fen.
+async fn paid_order_and_refund_xml(h: &SimulatorHandle, no: &str, out_refund_no: &str) -> String {
+    order(h, no, "300", "http://127.0.0.1:9/notify/pay").await;
+    h.pay(no).expect("pay");
+    let refund = [
+        ("out_trade_no", no),
+        ("out_refund_no", out_refund_no),
+        ("total_fee", "300"),
+        ("refund_fee", "100"),
+    ];
+    body(h, &refund, &key(h), h.v2_sign_type())
+}
+
+fn tls_sim_options() -> SimulatorOptions {
+    SimulatorOptions {
+        tls: true,
+        refund_delay: None,
+        ..fast(SignType::Md5)
+    }
+}
+
+#[tokio::test]
+async fn tls_secapi_refund_with_the_merchant_certificate_is_created() {
+    let h = sim(tls_sim_options()).await;
+    h.set_notify_behavior(NotifyBehavior::Drop);
+    let xml = paid_order_and_refund_xml(&h, "tls-ok", "tls-ok-r").await;
+    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml, &merchant_client(&h)).await;
+    assert_eq!(status, 200);
+    assert_eq!(f["return_code"], "SUCCESS", "{f:?}");
+    assert_eq!(f["result_code"], "SUCCESS", "{f:?}");
+    let refund = h.refund("tls-ok-r").expect("the refund exists");
+    assert_eq!(refund.out_trade_no, "tls-ok");
+    assert_eq!(refund.refund, 100);
+}
+
+#[tokio::test]
+async fn tls_secapi_refund_without_a_client_certificate_is_403_and_creates_nothing() {
+    let h = sim(tls_sim_options()).await;
+    h.set_notify_behavior(NotifyBehavior::Drop);
+    let xml = paid_order_and_refund_xml(&h, "tls-none", "tls-none-r").await;
+    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml, &client(&h, None)).await;
+    assert_eq!(status, 403);
+    assert_eq!(f["return_code"], "FAIL");
+    assert!(
+        f["return_msg"].contains("client certificate required"),
+        "{f:?}"
+    );
+    assert!(!f.contains_key("result_code"));
+    assert!(h.refund("tls-none-r").is_none());
+}
+
+#[tokio::test]
+async fn tls_a_client_certificate_of_another_ca_fails_and_creates_nothing() {
+    let h = sim(tls_sim_options()).await;
+    h.set_notify_behavior(NotifyBehavior::Drop);
+    let xml = paid_order_and_refund_xml(&h, "tls-ca", "tls-ca-r").await;
+    // Another CA, even under the simulator CA's name, issuing a certificate for the right CN.
+    let (_, other_ca_key) = tls::other_ca();
+    let (cert, cert_key) = tls::issue_client_cert(&other_ca_key, h.mchid());
+    let result = try_post_xml(
+        &h,
+        "/secapi/pay/refund",
+        xml,
+        &client(&h, Some((&cert, &cert_key))),
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "the handshake refuses it: {:?}",
+        result.map(|r| r.status())
+    );
+    assert!(h.refund("tls-ca-r").is_none());
+    // The same client fails on any route: the certificate is refused in the handshake.
+    assert!(
+        client(&h, Some((&cert, &cert_key)))
+            .get(format!("{}/sim/stats", h.base_url()))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn tls_a_simulator_ca_certificate_for_another_cn_is_403() {
+    let h = sim(tls_sim_options()).await;
+    h.set_notify_behavior(NotifyBehavior::Drop);
+    let xml = paid_order_and_refund_xml(&h, "tls-cn", "tls-cn-r").await;
+    let ca_key = &h.shared.tls.as_ref().expect("tls").ca_key_pem;
+    let (cert, cert_key) = tls::issue_client_cert(ca_key, "1900000000");
+    let other = client(&h, Some((&cert, &cert_key)));
+    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml.clone(), &other).await;
+    assert_eq!(status, 403);
+    assert_eq!(f["return_code"], "FAIL");
+    assert!(f["return_msg"].contains("not the merchant's"), "{f:?}");
+    assert!(h.refund("tls-cn-r").is_none());
+    // The certificate itself is fine: other routes answer it.
+    let (status, f) = post_xml(
+        &h,
+        "/pay/orderquery",
+        body(&h, &[("out_trade_no", "tls-cn")], &key(&h), SignType::Md5),
+        &other,
+    )
+    .await;
+    assert_eq!((status, f["trade_state"].as_str()), (200, "SUCCESS"));
+    // A certificate of the simulator CA for the mchid (not the one it made) is accepted.
+    let (cert, cert_key) = tls::issue_client_cert(ca_key, h.mchid());
+    let (status, f) = post_xml(
+        &h,
+        "/secapi/pay/refund",
+        xml,
+        &client(&h, Some((&cert, &cert_key))),
+    )
+    .await;
+    assert_eq!((status, f["result_code"].as_str()), (200, "SUCCESS"));
+    assert!(h.refund("tls-cn-r").is_some());
+}
+
+#[tokio::test]
+async fn tls_other_routes_work_without_a_client_certificate() {
+    let h = sim(tls_sim_options()).await;
+    assert!(
+        h.base_url().starts_with("https://127.0.0.1:"),
+        "{}",
+        h.base_url()
+    );
+    let anonymous = client(&h, None);
+    let (status, f) = post_xml(
+        &h,
+        "/pay/orderquery",
+        body(&h, &[("out_trade_no", "tls-nope")], &key(&h), SignType::Md5),
+        &anonymous,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(f["return_code"], "SUCCESS", "{f:?}");
+    assert_eq!(f["err_code"], "ORDERNOTEXIST");
+    order(&h, "tls-q", "100", "http://127.0.0.1:9/notify/pay").await;
+    let (_, f) = post_xml(
+        &h,
+        "/pay/orderquery",
+        body(&h, &[("out_trade_no", "tls-q")], &key(&h), SignType::Md5),
+        &anonymous,
+    )
+    .await;
+    assert_eq!(f["trade_state"], "NOTPAY");
+    // /v3 answers (401 without Authorization), /sim and login too.
+    let r = anonymous
+        .get(format!("{}/v3/certificates", h.base_url()))
+        .send()
+        .await
+        .expect("v3 over TLS");
+    assert_eq!(r.status(), 401);
+    let creds: serde_json::Value = anonymous
+        .get(format!("{}/sim/credentials", h.base_url()))
+        .send()
+        .await
+        .expect("sim over TLS")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(creds["tls"], true);
+    assert_eq!(creds["tls_root_ca_pem"].as_str(), h.tls_root_ca_pem());
+    assert_eq!(
+        creds["merchant_client_cert_pem"].as_str(),
+        h.merchant_client_cert_pem()
+    );
+    let r = anonymous
+        .get(format!("{}/sns/jscode2session", h.base_url()))
+        .query(&[("appid", h.appid()), ("js_code", "nope")])
+        .send()
+        .await
+        .expect("login over TLS");
+    assert_eq!(r.status(), 200);
+    // A client that does not trust the simulator CA cannot connect.
+    assert!(
+        reqwest::Client::builder()
+            .tls_certs_only([])
+            .build()
+            .expect("client")
+            .get(format!("{}/sim/stats", h.base_url()))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn tls_material_is_only_there_with_tls_and_matches_the_merchant() {
+    let h = sim(fast(SignType::Md5)).await;
+    assert!(h.base_url().starts_with("http://"));
+    assert!(h.tls_root_ca_pem().is_none());
+    assert!(h.merchant_client_cert_pem().is_none());
+    assert!(h.merchant_client_key_pem().is_none());
+    // Without TLS nothing checks a certificate: /secapi/ goes through.
+    h.set_notify_behavior(NotifyBehavior::Drop);
+    let xml = paid_order_and_refund_xml(&h, "plain", "plain-r").await;
+    let (status, f) = post_xml(&h, "/secapi/pay/refund", xml, &reqwest::Client::new()).await;
+    assert_eq!((status, f["result_code"].as_str()), (200, "SUCCESS"));
+    assert!(h.refund("plain-r").is_some());
+
+    let h = sim(tls_sim_options()).await;
+    let cert = h.merchant_client_cert_pem().expect("cert");
+    let info = wxpay_core::keys::parse_certificate_pem(cert).expect("X.509");
+    assert_eq!(info.serial_no, h.merchant_serial());
+    // Over the merchant API key, as WeChat's apiclient_cert.pem is.
+    let merchant_spki = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(
+        h.credentials().merchant_public_key_pem.as_bytes(),
+    )
+    .expect("SPKI");
+    assert_eq!(info.spki_der, merchant_spki.as_ref());
+    assert_eq!(
+        h.merchant_client_key_pem(),
+        Some(h.merchant_private_key_pem())
+    );
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).expect("der");
+    assert_eq!(tls::common_name(&der).as_deref(), Some(h.mchid()));
+    let ca = h.tls_root_ca_pem().expect("CA");
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(ca.as_bytes()).expect("der");
+    assert_eq!(
+        tls::common_name(&ca_der).as_deref(),
+        Some(tls::CA_COMMON_NAME)
+    );
+}
+
+#[tokio::test]
+async fn tls_server_stops_on_shutdown_and_on_drop() {
+    let h = sim(tls_sim_options()).await;
+    let (url, c) = (format!("{}/sim/stats", h.base_url()), client(&h, None));
+    assert!(c.get(&url).send().await.expect("up").status().is_success());
+    tokio::time::timeout(WAIT, h.shutdown())
+        .await
+        .expect("graceful shutdown finishes");
+    assert!(reqwest::Client::new().get(&url).send().await.is_err());
+
+    let h = sim(tls_sim_options()).await;
+    let addr = h.local_addr();
+    let c = client(&h, None);
+    let url = format!("{}/sim/stats", h.base_url());
+    assert!(c.get(&url).send().await.expect("up").status().is_success());
+    drop(h);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

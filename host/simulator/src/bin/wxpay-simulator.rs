@@ -1,8 +1,9 @@
 //! `wxpay-simulator`: the local WeChat Pay + WeChat login simulator, standalone.
 //!
 //! ```text
-//! wxpay-simulator [--listen ADDR] [--public-key-mode] [--compress FACTOR] [--keys-dir DIR]
-//!                 [--out-dir DIR]
+//! wxpay-simulator [--listen ADDR] [--public-key-mode] [--public-key-migration]
+//!                 [--compress FACTOR] [--keys-dir DIR] [--out-dir DIR]
+//!                 [--api-v2-key KEY] [--v2-sign-type MD5|HMAC-SHA256] [--tls]
 //! ```
 //!
 //! Generates fresh key pairs (or, with `--keys-dir`, reads them from PEM files there: see
@@ -10,16 +11,22 @@
 //! environment lines for a host, and curl examples for the control API, then runs until Ctrl-C.
 //! The key files a host reads (`WXPAY_MERCHANT_KEY_FILE`, `WXPAY_PLATFORM_PUBLIC_KEY_FILE`) are
 //! written to `--out-dir` (default: a `wxpay-simulator` folder in the system temp directory).
+//!
+//! `--tls` serves HTTPS with mutual TLS on `/secapi/` (`SimulatorOptions::tls`) and also writes
+//! `tls_ca.pem` (the CA a client must trust), `apiclient_cert.pem` and `apiclient_key.pem` (the
+//! merchant API client certificate and its key, for `/secapi/`) to `--out-dir`. All of it is
+//! generated at every start and only for tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use wxpay_simulator::{SimulatorHandle, SimulatorOptions};
+use wxpay_simulator::{SimulatorHandle, SimulatorOptions, V2SignType};
 
 const USAGE: &str = "usage: wxpay-simulator [--listen ADDR] [--public-key-mode] \
                      [--public-key-migration] \
-                     [--compress FACTOR] [--keys-dir DIR] [--out-dir DIR]";
+                     [--compress FACTOR] [--keys-dir DIR] [--out-dir DIR] \
+                     [--api-v2-key KEY] [--v2-sign-type MD5|HMAC-SHA256] [--tls]";
 
 struct Args {
     opts: SimulatorOptions,
@@ -48,6 +55,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--keys-dir" => opts = opts.keys_dir(value("--keys-dir")?),
             "--out-dir" => key_dir = PathBuf::from(value("--out-dir")?),
+            "--api-v2-key" => opts.api_v2_key = Some(value("--api-v2-key")?),
+            "--v2-sign-type" => {
+                opts.v2_sign_type = value("--v2-sign-type")?
+                    .parse::<V2SignType>()
+                    .map_err(|e| format!("--v2-sign-type: {e}"))?;
+            }
+            "--tls" => opts.tls = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -55,20 +69,47 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args { opts, key_dir })
 }
 
-fn write_keys(h: &SimulatorHandle, dir: &PathBuf) -> std::io::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
-    let merchant = dir.join("merchant_private_key.pem");
-    let platform = dir.join("platform_public_key.pem");
-    std::fs::write(&merchant, h.merchant_private_key_pem())?;
-    std::fs::write(&platform, h.platform_public_key_pem())?;
-    Ok((merchant, platform))
+/// The files written to `--out-dir`.
+struct KeyFiles {
+    merchant_key: PathBuf,
+    platform_key: PathBuf,
+    /// With `--tls`: `tls_ca.pem`, `apiclient_cert.pem`, `apiclient_key.pem`.
+    tls: Option<[PathBuf; 3]>,
 }
 
-fn print_banner(
-    h: &SimulatorHandle,
-    merchant_key: &std::path::Path,
-    platform_key: &std::path::Path,
-) {
+fn write_keys(h: &SimulatorHandle, dir: &Path) -> std::io::Result<KeyFiles> {
+    std::fs::create_dir_all(dir)?;
+    let merchant_key = dir.join("merchant_private_key.pem");
+    let platform_key = dir.join("platform_public_key.pem");
+    std::fs::write(&merchant_key, h.merchant_private_key_pem())?;
+    std::fs::write(&platform_key, h.platform_public_key_pem())?;
+    let tls = match (
+        h.tls_root_ca_pem(),
+        h.merchant_client_cert_pem(),
+        h.merchant_client_key_pem(),
+    ) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = [
+                dir.join("tls_ca.pem"),
+                dir.join("apiclient_cert.pem"),
+                dir.join("apiclient_key.pem"),
+            ];
+            for (path, pem) in files.iter().zip([ca, cert, key]) {
+                std::fs::write(path, pem)?;
+            }
+            Some(files)
+        }
+        _ => None,
+    };
+    Ok(KeyFiles {
+        merchant_key,
+        platform_key,
+        tls,
+    })
+}
+
+fn print_banner(h: &SimulatorHandle, files: &KeyFiles) {
+    let (merchant_key, platform_key) = (&files.merchant_key, &files.platform_key);
     let base = h.base_url();
     println!("WeChat Pay simulator listening on {base}");
     println!("TEST-ONLY credentials (never use them for real payments):");
@@ -80,6 +121,8 @@ fn print_banner(
     println!("  WXPAY_MERCHANT_SERIAL={}", h.merchant_serial());
     println!("  WXPAY_MERCHANT_KEY_FILE={}", merchant_key.display());
     println!("  WXPAY_API_V3_KEY={}", h.api_v3_key());
+    println!("  WXPAY_API_V2_KEY={}", h.api_v2_key());
+    println!("  (APIv2 sign type: {})", h.v2_sign_type());
     match h.platform_public_key_id() {
         Some(id) => {
             println!(
@@ -93,13 +136,34 @@ fn print_banner(
             h.platform_certificate_serial().unwrap_or_default()
         ),
     }
+    let curl = match &files.tls {
+        Some([ca, cert, key]) => {
+            println!("TLS (TEST-ONLY certificates, generated at this start):");
+            println!("  trusted root CA: {}", ca.display());
+            println!(
+                "  merchant API client certificate (/secapi/): {}",
+                cert.display()
+            );
+            println!("  its private key: {}", key.display());
+            println!("  WXPAY_MERCHANT_CERT_FILE={}", cert.display());
+            format!("curl -s --cacert {}", ca.display())
+        }
+        None => "curl -s".to_owned(),
+    };
     println!("Drive it:");
-    println!("  curl -s -XPOST {base}/sim/login/code -d '{{\"openid\":\"oTestUser\"}}'");
-    println!("  curl -s -XPOST {base}/sim/orders/OUT_TRADE_NO/pay");
+    println!("  {curl} -XPOST {base}/sim/login/code -d '{{\"openid\":\"oTestUser\"}}'");
+    println!("  {curl} -XPOST {base}/sim/orders/OUT_TRADE_NO/pay");
     println!(
-        "  curl -s -XPOST {base}/sim/notify-behavior -d '{{\"behavior\":\"duplicate\",\"count\":5}}'"
+        "  {curl} -XPOST {base}/sim/notify-behavior -d '{{\"behavior\":\"duplicate\",\"count\":5}}'"
     );
-    println!("  curl -s {base}/sim/stats");
+    println!("  {curl} {base}/sim/stats");
+    if let Some([_, cert, key]) = &files.tls {
+        println!(
+            "  {curl} --cert {} --key {} -XPOST {base}/secapi/pay/refund -d @refund.xml",
+            cert.display(),
+            key.display()
+        );
+    }
     println!("Ctrl-C stops it.");
 }
 
@@ -125,8 +189,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (merchant_key, platform_key) = match write_keys(&handle, &args.key_dir) {
-        Ok(paths) => paths,
+    let files = match write_keys(&handle, &args.key_dir) {
+        Ok(files) => files,
         Err(e) => {
             eprintln!(
                 "wxpay-simulator: cannot write key files to {}: {e}",
@@ -135,7 +199,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_banner(&handle, &merchant_key, &platform_key);
+    print_banner(&handle, &files);
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("wxpay-simulator: cannot wait for Ctrl-C: {e}");
     }
