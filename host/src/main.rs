@@ -201,6 +201,8 @@ async fn start_sandbox(listen: SocketAddr, database_url: &str, api: SandboxApi) 
     let mut opts = SimulatorOptions::default();
     if let SandboxApi::V2(sign_type) = api {
         opts.v2_sign_type = sign_type;
+        // HTTPS with the mutual-TLS check on /secapi/, like WeChat's APIv2 refunds.
+        opts.tls = true;
     }
     let sim = wxpay_simulator::spawn(opts)
         .await
@@ -319,7 +321,12 @@ fn step(n: u32, what: &str, v: &Value) {
 
 #[cfg(feature = "sandbox")]
 async fn run_demo(sb: &Sandbox) -> Result<()> {
-    let http = reqwest::Client::new();
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = sb.sim.tls_root_ca_pem() {
+        // The APIv2 sandbox's simulator speaks HTTPS under its own test CA.
+        http = http.tls_certs_merge(reqwest::Certificate::from_pem_bundle(ca.as_bytes())?);
+    }
+    let http = http.build()?;
     let host = sb.host.base_url();
     let back_office = sb.host.admin_url();
     let admin = format!("Bearer {}", sb.admin_token);

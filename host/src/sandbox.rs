@@ -64,17 +64,21 @@ pub fn simulator_config(
     }
 }
 
-/// The same configuration in APIv2 mode: the simulator's APIv2 key and sign type (the RSA key
+/// The same configuration in APIv2 mode: the simulator's APIv2 key and sign type, and, for a
+/// simulator started with `tls`, its CA and the merchant API client certificate (the RSA key
 /// and APIv3 key are dropped: APIv2 does not use them).
 #[must_use]
 pub fn simulator_config_v2(mut config: Config, sim: &SimulatorHandle) -> Config {
     config.pay_api = PayApi::V2(ApiV2Settings {
         key: Secret::new(sim.api_v2_key()),
         sign_type: sim.v2_sign_type(),
-        client_cert_pem: None,
-        client_key_pem: None,
+        // A simulator started with `tls` serves HTTPS under its own CA and checks the merchant
+        // API certificate on `/secapi/`, like WeChat.
+        client_cert_pem: sim.merchant_client_cert_pem().map(str::to_owned),
+        client_key_pem: sim.merchant_client_key_pem().map(Secret::new),
         spbill_create_ip: "127.0.0.1".into(),
     });
+    config.api_ca_pem = sim.tls_root_ca_pem().map(str::to_owned);
     config.merchant_key_pem = Secret::default();
     config.merchant_serial = String::new();
     config.api_v3_key = Secret::default();
