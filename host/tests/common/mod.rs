@@ -152,6 +152,46 @@ impl Env {
         jobs: bool,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::with_sim_config(backend, opts, jobs, |c, _| adjust(c)).await
+    }
+
+    /// An APIv2 host (`WXPAY_PAY_API=v2`) against a simulator over HTTPS that checks the
+    /// merchant API certificate on `/secapi/`, like WeChat; `adjust` runs last.
+    pub async fn v2(
+        backend: Backend,
+        sign_type: wxpay_simulator::V2SignType,
+        jobs: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let opts = SimulatorOptions {
+            v2_sign_type: sign_type,
+            tls: true,
+            ..fast_sim()
+        };
+        Self::with_sim_config(backend, opts, jobs, |c, sim| {
+            *c = wxpay_host::sandbox::simulator_config_v2(c.clone(), sim);
+            adjust(c);
+        })
+        .await
+    }
+
+    /// A client for the simulator's own routes (`/sim/*`), trusting its test CA when it
+    /// speaks HTTPS.
+    pub fn sim_http(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder();
+        if let Some(ca) = self.sim.tls_root_ca_pem() {
+            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    }
+
+    /// Like [`Env::with_config`], with the simulator at hand while adjusting.
+    pub async fn with_sim_config(
+        backend: Backend,
+        opts: SimulatorOptions,
+        jobs: bool,
+        adjust: impl FnOnce(&mut Config, &SimulatorHandle),
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -168,7 +208,7 @@ impl Env {
         let admin_addr = listeners.admin.local_addr().unwrap();
         let mut config = simulator_config(&sim, addr, &format!("http://{addr}"), &db_url, ADMIN);
         config.edge.admin_listen = admin_addr;
-        adjust(&mut config);
+        adjust(&mut config, &sim);
         let host = Host::start(config.clone(), listeners, jobs)
             .await
             .expect("host starts");
