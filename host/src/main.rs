@@ -256,18 +256,33 @@ async fn sandbox() -> Result<()> {
     let back_office = sb.host.admin_url();
     let sim = sb.sim.base_url().to_owned();
     let admin = &sb.admin_token;
+    // The APIv2 simulator speaks HTTPS under a test CA: written out for curl (`--cacert`) and
+    // other clients of the simulator.
+    let ca_dir = std::env::temp_dir().join(format!("wxpay-sandbox-{}", random_token()?));
+    let (ca_line, cacert) = match sb.sim.tls_root_ca_pem() {
+        Some(pem) => {
+            std::fs::create_dir_all(&ca_dir)?;
+            let path = ca_dir.join("tls_ca.pem");
+            std::fs::write(&path, pem)?;
+            (
+                format!("\n  simulator CA: {}", path.display()),
+                format!(" --cacert {}", path.display()),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     println!(
         "\
 wxpay sandbox is running (TEST KEYS, generated at start: never use them for real payments)
   host:      {host}   (public: /api, /notify; database {db})
   admin:     {back_office}   (private: /admin, /metrics)
-  simulator: {sim}   (WeChat Pay + login, {mode})
+  simulator: {sim}   (WeChat Pay + login, {mode}){ca_line}
   admin token: {admin}
 
 Drive it with curl (Ctrl-C stops both):
   H={host}; B={back_office}; S={sim}; A={admin}
   # 1. the mini-program calls wx.login; the simulator issues the code
-  CODE=$(curl -s -X POST $S/sim/login/code -H 'content-type: application/json' \\
+  CODE=$(curl -s{cacert} -X POST $S/sim/login/code -H 'content-type: application/json' \\
          -d '{{\"openid\":\"o_sandbox_user\"}}' | sed 's/.*\"code\":\"\\([^\"]*\\)\".*/\\1/')
   # 2. login at the host: returns the host's session token
   TOKEN=$(curl -s -X POST $H/api/login -H 'content-type: application/json' \\
@@ -278,7 +293,7 @@ Drive it with curl (Ctrl-C stops both):
   # 4. the mini-program asks for the wx.requestPayment parameters
   curl -s -X POST $H/api/orders/SANDBOX0001/pay -H \"authorization: Bearer $TOKEN\"
   # 5. the payer pays in WeChat; the simulator notifies the host
-  curl -s -X POST $S/sim/orders/SANDBOX0001/pay
+  curl -s{cacert} -X POST $S/sim/orders/SANDBOX0001/pay
   # 6. the order is PAID, with its history
   curl -s $B/admin/orders/SANDBOX0001 -H \"authorization: Bearer $A\"
   curl -s $B/metrics"
@@ -286,6 +301,7 @@ Drive it with curl (Ctrl-C stops both):
     shutdown_signal().await;
     sb.host.stop().await;
     sb.sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&ca_dir);
     Ok(())
 }
 
