@@ -777,6 +777,64 @@ mod tests {
     }
 
     #[test]
+    fn v2_mode_needs_its_own_key_and_not_the_v3_ones() {
+        let d = tmp();
+        let mut v = base(&d);
+        for k in [
+            "WXPAY_MERCHANT_SERIAL",
+            "WXPAY_MERCHANT_KEY_FILE",
+            "WXPAY_API_V3_KEY",
+        ] {
+            v.remove(k);
+        }
+        v.insert("WXPAY_PAY_API", "v2".into());
+        let e = load(&v).expect_err("no APIv2 key").to_string();
+        assert!(e.contains("WXPAY_API_V2_KEY"), "{e}");
+        v.insert("WXPAY_API_V2_KEY", "short".into());
+        let e = load(&v).expect_err("short key").to_string();
+        assert!(e.contains("WXPAY_API_V2_KEY"), "{e}");
+        v.insert("WXPAY_API_V2_KEY", "fedcba9876543210fedcba9876543210".into());
+        let c = load(&v).expect("v2 config");
+        let v2 = c.api_v2().expect("v2 mode");
+        assert_eq!(v2.sign_type, wxpay_core::v2::SignType::Md5);
+        assert!(v2.client_cert_pem.is_none());
+        assert_eq!(v2.spbill_create_ip, "127.0.0.1");
+        assert_eq!(
+            c.root_secret().expose(),
+            "fedcba9876543210fedcba9876543210"
+        );
+        assert!(!format!("{c:?}").contains("fedcba9876543210"), "key in Debug");
+        v.insert("WXPAY_V2_SIGN_TYPE", "hmac-sha256".into());
+        let c = load(&v).expect("HMAC config");
+        assert_eq!(
+            c.api_v2().map(|v2| v2.sign_type),
+            Some(wxpay_core::v2::SignType::HmacSha256)
+        );
+        v.insert("WXPAY_V2_SIGN_TYPE", "SHA1".into());
+        let e = load(&v).expect_err("bad sign type").to_string();
+        assert!(e.contains("WXPAY_V2_SIGN_TYPE"), "{e}");
+        v.remove("WXPAY_V2_SIGN_TYPE");
+        let cert = d.join("apiclient_cert.pem");
+        std::fs::write(&cert, "CERT").expect("write");
+        v.insert("WXPAY_V2_CLIENT_CERT_FILE", cert.display().to_string());
+        let e = load(&v).expect_err("cert without key").to_string();
+        assert!(e.contains("WXPAY_V2_CLIENT_KEY_FILE"), "{e}");
+        v.insert("WXPAY_V2_CLIENT_KEY_FILE", cert.display().to_string());
+        let c = load(&v).expect("cert and key");
+        assert_eq!(
+            c.api_v2().and_then(|v2| v2.client_cert_pem.as_deref()),
+            Some("CERT")
+        );
+        v.insert("WXPAY_PAY_API", "v4".into());
+        let e = load(&v).expect_err("unknown API").to_string();
+        assert!(e.contains("WXPAY_PAY_API"), "{e}");
+        // v3 (the default) still needs its keys.
+        v.remove("WXPAY_PAY_API");
+        let e = load(&v).expect_err("v3 without its key").to_string();
+        assert!(e.contains("WXPAY_MERCHANT_KEY_FILE"), "{e}");
+    }
+
+    #[test]
     fn missing_and_bad_vars_are_named() {
         let d = tmp();
         let mut v = base(&d);
