@@ -108,7 +108,8 @@ fn storage_failed(s: &AppState, kind: &'static str, e: &dyn std::fmt::Display) -
     NotifyError::storage()
 }
 
-/// `POST /notify/pay`: a payment result (`TRANSACTION.SUCCESS`).
+/// `POST /notify/pay`: a payment result (`TRANSACTION.SUCCESS`). In APIv2 mode the body is
+/// WeChat's signed XML and the answer XML `return_code` `SUCCESS` (200) or `FAIL`.
 #[utoipa::path(post, path = "/notify/pay", tag = "notify", request_body = Notification,
     params(
         ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
@@ -231,7 +232,8 @@ fn v2_reply(r: Result<(), NotifyError>) -> Response {
 }
 
 /// `POST /notify/refund`: a refund result (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
-/// `REFUND.CLOSED`), also for refunds made in the merchant console.
+/// `REFUND.CLOSED`), also for refunds made in the merchant console. In APIv2 mode the body is
+/// WeChat's XML with an encrypted `req_info`, answered in XML.
 #[utoipa::path(post, path = "/notify/refund", tag = "notify", request_body = Notification,
     params(
         ("Wechatpay-Timestamp" = String, Header, description = "Unix seconds"),
