@@ -2,7 +2,9 @@
 # The sample mini-program's test (host/miniprogram/test): its real pages driven in Node with a
 # `wx` stand-in against a `wxpay-host sandbox` child process. Builds the host binary first
 # (cargo does nothing if it is current) unless WXPAY_HOST_BIN names one.
-# WXPAY_MINIPROGRAM_MODES=v3,v2 selects the host modes (default v3; see the test file).
+# Every test runs against a sandbox per host mode: v3 (APIv3, RSA), v2 (`sandbox --v2`, MD5)
+# and v2-hmac (`sandbox --v2 --hmac-sha256`); WXPAY_MINIPROGRAM_MODES=v3,v2 picks some (default
+# all three; see the test file). The v2 simulator is reached over HTTPS with its test CA.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -7,11 +7,14 @@
 // client verifies paySign) and then pays like a user, so the simulator notifies the host.
 // The merchant's back office creates each order on the host's admin listener.
 //
-// Modes: the page passes on whatever signType the host returns (RSA for APIv3; MD5 or
-// HMAC-SHA256 for APIv2), and every test below runs once per host mode. Only `v3` runs today:
-// the host has no APIv2 mode yet (issue 8 item 1). When it has one, add it to the run with
-// WXPAY_MINIPROGRAM_MODES=v3,v2 (the v2 entry below starts the sandbox with WXPAY_PAY_API=v2;
-// adjust it to however the v2 sandbox is selected) and make it the default.
+// Modes: every test below runs once per host mode, each against its own sandbox:
+//   v3       `wxpay-host sandbox`                      APIv3, wx.requestPayment signType RSA
+//   v2       `wxpay-host sandbox --v2`                 APIv2, signType MD5
+//   v2-hmac  `wxpay-host sandbox --v2 --hmac-sha256`   APIv2, signType HMAC-SHA256
+// WXPAY_MINIPROGRAM_MODES (comma-separated) picks some; the default is all three. The page
+// itself passes on whatever signType the host returns; the tests check it is the mode's. In the
+// v2 modes the simulator speaks HTTPS under a test CA (the sandbox prints its file as
+// `simulator CA:`): the stand-in's WeChat-side calls trust that CA and nothing else.
 //
 // Needs target/debug/wxpay-host (or WXPAY_HOST_BIN): scripts/test-miniprogram.sh builds it.
 
@@ -21,13 +24,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { backOffice, startSandbox } from './sandbox.mjs';
-import { MINIPROGRAM_ROOT, createRuntime, createWx } from './wx-standin.mjs';
+import { MINIPROGRAM_ROOT, createRuntime, createWx, simulatorRequest } from './wx-standin.mjs';
 
+// args: the sandbox's options; signType: what the host must hand to wx.requestPayment;
+// https: whether the simulator speaks HTTPS (with its CA printed).
 const MODES = {
-  v3: { env: {}, signTypes: ['RSA'] },
-  v2: { env: { WXPAY_PAY_API: 'v2' }, signTypes: ['MD5', 'HMAC-SHA256'] },
+  v3: { args: [], signType: 'RSA', https: false },
+  v2: { args: ['--v2'], signType: 'MD5', https: true },
+  'v2-hmac': { args: ['--v2', '--hmac-sha256'], signType: 'HMAC-SHA256', https: true },
 };
-const SELECTED = (process.env.WXPAY_MINIPROGRAM_MODES || 'v3')
+const SELECTED = (process.env.WXPAY_MINIPROGRAM_MODES || 'v3,v2,v2-hmac')
   .split(',')
   .map((m) => m.trim())
   .filter(Boolean);
@@ -92,27 +98,49 @@ describe('project files', () => {
 
 for (const mode of SELECTED) {
   describe(`sample mini-program against a ${mode} sandbox host`, () => {
-    const { env, signTypes } = MODES[mode];
+    const { args, signType, https } = MODES[mode];
+    // For order numbers and openids: letters and digits only.
+    const tag = mode.replace(/[^A-Za-z0-9]/g, '');
     let sb;
     let office;
     let seq = 0;
 
     before(async () => {
-      sb = await startSandbox({ env });
+      sb = await startSandbox({ args });
       office = backOffice(sb);
     });
     after(async () => {
       await sb?.stop();
     });
 
-    const simulatorOrder = async (no) => (await fetch(`${sb.simulator}/sim/orders/${no}`)).json();
+    const simulatorCa = () => (sb.simulatorCa ? readFileSync(sb.simulatorCa, 'utf8') : undefined);
+    const simulatorOrder = async (no) => {
+      const { status, data } = await simulatorRequest(`${sb.simulator}/sim/orders/${encodeURIComponent(no)}`, {
+        method: 'GET',
+        ca: simulatorCa(),
+      });
+      assert.equal(status, 200, JSON.stringify(data));
+      return data;
+    };
+
+    test(`the sandbox runs in ${mode} mode`, async () => {
+      assert.equal(new URL(sb.simulator).protocol, https ? 'https:' : 'http:', sb.simulator);
+      if (https) {
+        assert.ok(sb.simulatorCa && existsSync(sb.simulatorCa), `simulator CA file: ${sb.simulatorCa}`);
+        assert.match(simulatorCa(), /-----BEGIN CERTIFICATE-----/);
+        // The simulator's certificate is not one a default client trusts: the CA is needed.
+        await assert.rejects(fetch(`${sb.simulator}/sim/orders/NONE`));
+      } else {
+        assert.equal(sb.simulatorCa, undefined);
+      }
+    });
 
     // A user opens the mini-program (App onLaunch logs in), then the back office creates an
     // order for them.
     async function userWithOrder(amount = 1234) {
       seq += 1;
-      const openid = `o_mp_${mode}_${process.pid}_${seq}`;
-      const wx = createWx({ hostUrl: sb.host, simulatorUrl: sb.simulator, openid });
+      const openid = `o_mp_${tag}_${process.pid}_${seq}`;
+      const wx = createWx({ hostUrl: sb.host, simulatorUrl: sb.simulator, simulatorCa: sb.simulatorCa, openid });
       const runtime = createRuntime({
         wx,
         configure: (config) => {
@@ -123,7 +151,7 @@ for (const mode of SELECTED) {
       const app = runtime.launch();
       await waitFor('the launch login', () => app.globalData.openid);
       assert.equal(app.globalData.openid, openid);
-      const no = `MP${mode.toUpperCase()}${Date.now()}${seq}`.slice(0, 32);
+      const no = `MP${tag.toUpperCase()}${Date.now()}${seq}`.slice(0, 32);
       const order = await office.createOrder({ openid, amount, description: 'Sample tea', out_trade_no: no });
       assert.equal(order.state, 'CREATED');
       return { wx, runtime, app, openid, no };
@@ -170,7 +198,7 @@ for (const mode of SELECTED) {
       for (const k of ['timeStamp', 'nonceStr', 'package', 'signType', 'paySign']) {
         assert.equal(typeof host[k], 'string', k);
       }
-      assert.ok(signTypes.includes(host.signType), `signType ${host.signType} in ${mode} mode`);
+      assert.equal(host.signType, signType, `signType in ${mode} mode`);
       assert.equal(wx.log.payments.length, 1);
       assert.deepEqual(wx.log.payments[0].params, host);
       assert.equal(wx.log.payments[0].check.ok, true);

@@ -12,8 +12,10 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const HOST_BIN = process.env.WXPAY_HOST_BIN || join(REPO, 'target/debug/wxpay-host');
 
 /**
- * Starts a sandbox; resolves to {host, admin, simulator, adminToken, stop(), output()}.
- * `env` adds variables (e.g. the API mode once the host has one).
+ * Starts a sandbox; resolves to {host, admin, simulator, simulatorCa, adminToken, stop(),
+ * output()}. `args` are the sandbox's options (`--v2`, `--v2 --hmac-sha256`); `env` adds
+ * variables. `simulatorCa` is the file of the simulator's test CA, printed when the simulator
+ * speaks HTTPS (APIv2), undefined otherwise.
  */
 export async function startSandbox({ env = {}, args = [], timeoutMs = 60_000 } = {}) {
   if (!existsSync(HOST_BIN)) {
@@ -52,9 +54,12 @@ export async function startSandbox({ env = {}, args = [], timeoutMs = 60_000 } =
         simulator: pick(/^\s*simulator:\s+(\S+)/m),
         adminToken: pick(/^\s*admin token:\s+(\S+)/m),
       };
-      if (Object.values(found).every(Boolean)) {
+      // Optional: only an HTTPS simulator has a CA (and then it is needed).
+      const simulatorCa = pick(/^\s*simulator CA:\s+(\S+)/m);
+      const needsCa = found.simulator?.startsWith('https:');
+      if (Object.values(found).every(Boolean) && (!needsCa || simulatorCa)) {
         clearTimeout(timer);
-        res(found);
+        res({ ...found, simulatorCa });
       }
     };
     child.stdout.on('data', (d) => {

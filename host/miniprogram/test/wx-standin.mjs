@@ -3,8 +3,13 @@
 // WeChat client's payment check from the simulator), `App()` / `Page()` / `getApp()`, and a
 // CommonJS `require` with the mini-program's relative resolution. The files are loaded with
 // `vm` as they are, never rewritten.
+//
+// An APIv2 sandbox's simulator speaks HTTPS under its own test CA (`simulator CA:` in the
+// sandbox's output): its calls then go through node:https trusting that CA alone — `fetch`
+// has no per-request CA, and certificate checks are never turned off.
 
 import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
@@ -13,20 +18,51 @@ export const MINIPROGRAM_ROOT = resolve(dirname(fileURLToPath(import.meta.url)),
 
 const clone = (v) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
 
-async function postJson(url, body) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body ?? {}),
-  });
-  const text = await res.text();
-  let data;
+function parseBody(text) {
   try {
-    data = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
-    data = text;
+    return text;
   }
-  return { status: res.status, data };
+}
+
+// One request over node:https, trusting `ca` (PEM) as the only root.
+function httpsRequest(url, { method, headers, body, ca }) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca }, (res) => {
+      res.setEncoding('utf8');
+      let text = '';
+      res.on('data', (d) => {
+        text += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${url}: timed out`)));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+/**
+ * A call to the simulator: `{status, data}` (JSON when the answer is JSON). An `https:` URL
+ * needs `ca`, the simulator CA's PEM (the sandbox's `simulator CA:` file, read).
+ */
+export async function simulatorRequest(url, { method = 'POST', body, ca } = {}) {
+  const headers = {};
+  let payload;
+  if (method !== 'GET') {
+    headers['content-type'] = 'application/json';
+    payload = JSON.stringify(body ?? {});
+  }
+  if (new URL(url).protocol === 'https:') {
+    if (!ca) throw new Error(`${url}: an https simulator needs its CA (the sandbox's "simulator CA:" file)`);
+    const { status, text } = await httpsRequest(url, { method, headers, body: payload, ca });
+    return { status, data: parseBody(text) };
+  }
+  const res = await fetch(url, { method, headers, body: payload });
+  return { status: res.status, data: parseBody(await res.text()) };
 }
 
 // Calls a wx-style callback set ({success, fail, complete}) asynchronously, as WeChat does.
@@ -48,6 +84,8 @@ function withoutCallbacks(opts) {
  *
  * - `hostUrl`: the only origin `wx.request` may reach (like the request domain whitelist).
  * - `simulatorUrl`: where the "WeChat client" gets login codes and checks payments.
+ * - `simulatorCa`: the file of the simulator's test CA (PEM), needed when `simulatorUrl` is
+ *   `https:` (APIv2 sandboxes).
  * - `openid`: the WeChat user (login codes are issued for them; payments are checked for them).
  *
  * `payment` decides what the user does in WeChat's cashier, after WeChat's client-side check
@@ -56,7 +94,9 @@ function withoutCallbacks(opts) {
  * cashier (`requestPayment:fail cancel`). `tamper(params)` changes the parameters between the
  * page and the check (to prove the check is real).
  */
-export function createWx({ hostUrl, simulatorUrl, openid }) {
+export function createWx({ hostUrl, simulatorUrl, simulatorCa, openid }) {
+  const ca = simulatorCa ? readFileSync(simulatorCa, 'utf8') : undefined;
+  const postJson = (url, body) => simulatorRequest(url, { body, ca });
   const storage = new Map();
   const log = {
     logins: 0,
