@@ -8,7 +8,8 @@
 #   3. npm ci in pkg/ (committed package-lock.json; brings binaryen's wasm-opt, workerd, tsc)
 #   4. wxpay-wasm for wasm32, release with opt-level "z", LTO, one codegen unit, panic=abort
 #   5. wasm-bindgen glue for Node (CommonJS) and the web (ES module + explicit init) into
-#      pkg/dist/{node,web}/ (git-ignored), then wasm-opt -Oz on each .wasm
+#      pkg/dist/{node,web}/ (git-ignored; the crate's JS snippets under snippets/, rewritten to
+#      CommonJS for Node), then wasm-opt -Oz on each .wasm
 #   6. the C-ABI build (--no-default-features --features c-abi, its own cargo invocation and
 #      target dir so that no JS randomness backend is linked) to $WXPAY_CABI_WASM (default
 #      $CARGO_TARGET_DIR/wxpay-cabi.wasm), also wasm-opt'ed
@@ -87,6 +88,24 @@ if [ "$(cat "$pkg/dist/.stamp" 2>/dev/null)" != "$stamp" ] \
     rm -rf "$pkg/dist/$t"
     wasm-bindgen --target "$target" --out-dir "$pkg/dist/$t" --out-name wxpay_wasm \
       --no-typescript "$js_wasm"
+    if [ "$t" = node ]; then
+      # The glue is CommonJS for Node but `require`s the crate's JS snippets (wasm/src/js/
+      # glue.js) as they are written, ES modules, which Node 20 cannot `require`: rewrite them
+      # to CommonJS (they use nothing but top-level `export function`).
+      find "$pkg/dist/node/snippets" -name '*.js' -print0 | xargs -0 -r -n1 node -e '
+        const fs = require("node:fs");
+        const f = process.argv[1];
+        const names = [];
+        const src = fs.readFileSync(f, "utf8").replace(/^export function (\w+)/gm, (_, n) => {
+          names.push(n);
+          return `function ${n}`;
+        });
+        if (/^\s*(export|import)\b/m.test(src)) {
+          console.error(`${f}: only top-level "export function" can be rewritten to CommonJS`);
+          process.exit(1);
+        }
+        fs.writeFileSync(f, `"use strict";\n${src}\nmodule.exports = { ${names.join(", ")} };\n`);'
+    fi
     opt "$pkg/dist/$t/wxpay_wasm_bg.wasm"
   done
   echo "$stamp" >"$pkg/dist/.stamp"

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as wx from 'wxpay-wasm';
 import { fixturesDir } from './vector-runner.mjs';
+import { webModules } from './web-modules.mjs';
 import { API_V3_KEY, PUBLIC_KEY_ID, signedNotification } from './notification-fixture.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -78,10 +79,7 @@ for (const b of blocks.filter((x) => x.worker)) {
     const dir = join(tmp, `worker-${b.i}`);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'readme-worker.mjs'), b.code);
-    for (const [from, to] of [['web.mjs', 'web.mjs'], ['dist/web/wxpay_wasm.js', 'wxpay_wasm.js'],
-      ['dist/web/wxpay_wasm_bg.wasm', 'wxpay_wasm_bg.wasm']]) {
-      copyFileSync(join(pkg, from), join(dir, to));
-    }
+    const modules = webModules(pkg, dir);
     const env = { MERCHANT_KEY_PEM: readFileSync(join(keys, 'merchant_private_key.pem'), 'utf8'),
       MCHID: '1900009191', MERCHANT_SERIAL_NO: '1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C',
       APPID: 'wxd678efh567hg6787' };
@@ -103,9 +101,7 @@ const worker :Workerd.Worker = (
     (name = "driver.mjs", esModule = embed "driver.mjs"),
     (name = "readme-worker.mjs", esModule = embed "readme-worker.mjs"),
     (name = "env.json", json = embed "env.json"),
-    (name = "wxpay-wasm", esModule = embed "web.mjs"),
-    (name = "dist/web/wxpay_wasm.js", esModule = embed "wxpay_wasm.js"),
-    (name = "wxpay-wasm/wxpay_wasm_bg.wasm", wasm = embed "wxpay_wasm_bg.wasm"),
+${modules}
   ],
   compatibilityDate = "2025-09-01",
   compatibilityFlags = ["nodejs_compat"],

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { webModules } from './web-modules.mjs';
 import { fixturesDir } from './vector-runner.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -32,10 +33,7 @@ test('web build in workerd: sign a request and a paySign, verify a notification'
   try {
     writeFileSync(join(tmp, 'fixture.json'), JSON.stringify(fixture));
     copyFileSync(join(here, 'workerd', 'worker.mjs'), join(tmp, 'worker.mjs'));
-    for (const [from, to] of [['web.mjs', 'web.mjs'], ['dist/web/wxpay_wasm.js', 'wxpay_wasm.js'],
-      ['dist/web/wxpay_wasm_bg.wasm', 'wxpay_wasm_bg.wasm']]) {
-      copyFileSync(join(pkg, from), join(tmp, to));
-    }
+    const modules = webModules(pkg, tmp);
     // Module names mirror the package layout so that web.mjs's relative import resolves.
     writeFileSync(join(tmp, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -45,9 +43,7 @@ const worker :Workerd.Worker = (
   modules = [
     (name = "worker.mjs", esModule = embed "worker.mjs"),
     (name = "fixture.json", json = embed "fixture.json"),
-    (name = "wxpay-wasm", esModule = embed "web.mjs"),
-    (name = "dist/web/wxpay_wasm.js", esModule = embed "wxpay_wasm.js"),
-    (name = "wxpay-wasm/wxpay_wasm_bg.wasm", wasm = embed "wxpay_wasm_bg.wasm"),
+${modules}
   ],
   compatibilityDate = "2025-09-01",
   compatibilityFlags = ["nodejs_compat"],

@@ -4,6 +4,7 @@
 //! JS `Error` with `code` (module `error`).
 
 mod error;
+mod glue;
 pub mod provider;
 
 use error::{IntoJs, JsResult, malformed};
@@ -119,136 +120,22 @@ fn bytes_of(v: &JsValue) -> JsResult<Vec<u8>> {
     }
 }
 
-/// `JSON.stringify(value)` as a Rust string: one crossing for a whole plain object. `None` for
-/// values JSON cannot represent (`undefined`, functions, cycles, BigInt).
-fn stringify(value: &JsValue) -> Option<String> {
-    js_sys::JSON::stringify(value).ok()?.as_string()
-}
-
-/// A header value as Node's `IncomingHttpHeaders` holds it: a string, or an array of strings
-/// for a repeated header (joined with `, ` like fetch's `Headers`).
-struct HeaderValue(String);
-
-impl<'de> serde::Deserialize<'de> for HeaderValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = HeaderValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(v.to_owned()))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<HeaderValue, A::Error> {
-                let mut out = String::new();
-                while let Some(part) = a.next_element::<String>()? {
-                    if !out.is_empty() {
-                        out.push_str(", ");
-                    }
-                    out.push_str(&part);
-                }
-                Ok(HeaderValue(out))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Header pairs from a plain object, a `Headers`, a `Map` or an array of pairs.
-fn header_pairs(headers: &JsValue) -> JsResult<Vec<(String, String)>> {
-    // A plain object (Node's `req.headers`): one `JSON.stringify`, parsed here. `Headers` and
-    // `Map` stringify to `{}` and arrays to a list, so those take the general path below.
-    if let Some(text) = stringify(headers)
-        && let Ok(map) = serde_json::from_str::<BTreeMap<String, HeaderValue>>(&text)
-        && !map.is_empty()
-    {
-        return Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect());
-    }
-    let entries: Vec<JsValue> = if let Ok(Some(iter)) = js_sys::try_iter(headers) {
-        iter.collect::<Result<_, _>>()?
-    } else if headers.is_object() {
-        Object::entries(headers.unchecked_ref()).iter().collect()
-    } else {
-        return Err(malformed(
-            "headers must be an object, Headers, Map or array of pairs",
-        ));
-    };
-    entries
-        .into_iter()
-        .map(|pair| {
-            let pair: Array = pair.dyn_into().map_err(|_| malformed("header entry"))?;
-            let value = pair.get(1);
-            // Node's IncomingHttpHeaders may hold arrays for repeated headers; join like fetch.
-            let value = if let Some(a) = value.dyn_ref::<Array>() {
-                a.join(", ").into()
-            } else {
-                value
-                    .as_string()
-                    .ok_or_else(|| malformed("header value must be a string"))?
-            };
-            let name = pair
-                .get(0)
-                .as_string()
-                .ok_or_else(|| malformed("header name"))?;
-            Ok((name, value))
-        })
-        .collect()
-}
-
-/// The `Wechatpay-*` header names in the two spellings a plain object holds them: Node's
-/// lower case and WeChat's own.
-const WECHATPAY_HEADERS: [(&str, &str); 5] = [
-    ("wechatpay-timestamp", "Wechatpay-Timestamp"),
-    ("wechatpay-nonce", "Wechatpay-Nonce"),
-    ("wechatpay-signature", "Wechatpay-Signature"),
-    ("wechatpay-serial", "Wechatpay-Serial"),
-    ("wechatpay-signature-type", "Wechatpay-Signature-Type"),
-];
-
-/// The headers of a plain object looked up by name (a few property reads instead of copying
-/// every header into wasm). `None` when it is not a plain object or a header is found under
-/// neither spelling (then the general path decides, with any other spelling).
-fn plain_object_headers(headers: &JsValue) -> Option<Vec<(&'static str, JsValue)>> {
-    if !headers.is_object() || Array::is_array(headers) || js_sys::try_iter(headers).ok()?.is_some()
-    {
-        return None;
-    }
-    let mut out = Vec::with_capacity(WECHATPAY_HEADERS.len());
-    for (i, (lower, canonical)) in WECHATPAY_HEADERS.into_iter().enumerate() {
-        for name in [lower, canonical] {
-            let v = get(headers, name);
-            if !v.is_undefined() {
-                out.push((canonical, v));
-            }
-        }
-        // The first four are required; the signature type is optional.
-        if i < 4 && !out.iter().any(|(n, _)| *n == canonical) {
-            return None;
-        }
-    }
-    Some(out)
-}
-
 fn wechatpay_headers(headers: &JsValue) -> JsResult<v3::WechatpayHeaders> {
-    let pairs: Vec<(String, String)> = match plain_object_headers(headers) {
-        Some(found) => found
-            .into_iter()
-            .map(|(name, v)| {
-                let v = if let Some(a) = v.dyn_ref::<Array>() {
-                    a.join(", ").into()
-                } else {
-                    v.as_string()
-                        .ok_or_else(|| malformed("header value must be a string"))?
-                };
-                Ok((name.to_owned(), v))
-            })
-            .collect::<JsResult<_>>()?,
-        None => header_pairs(headers)?,
-    };
+    if let Some(([ts, nonce, signature, serial], sig_type)) = glue::wechatpay_headers(headers) {
+        let mut pairs = vec![
+            ("Wechatpay-Timestamp", ts),
+            ("Wechatpay-Nonce", nonce),
+            ("Wechatpay-Signature", signature),
+            ("Wechatpay-Serial", serial),
+        ];
+        if let Some(t) = sig_type {
+            pairs.push(("Wechatpay-Signature-Type", t));
+        }
+        return v3::WechatpayHeaders::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).js();
+    }
+    // Anything but a plain object with the headers as strings (see `glue.js`).
+    let pairs = glue::header_pairs(headers)
+        .ok_or_else(|| malformed("headers must be an object, Headers, Map or pairs of strings"))?;
     // A header under both spellings is a repeated header: `from_pairs` refuses it.
     v3::WechatpayHeaders::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).js()
 }
@@ -265,61 +152,16 @@ fn object_of(fields: &[(&str, &JsValue)]) -> Object {
     obj
 }
 
-/// One v2 parameter value as `JSON.stringify` writes it: a string, a safe integer (`total_fee:
-/// 1` → `"1"`) or a boolean; `null` (also what `NaN` becomes) is left out like an empty value.
-struct ParamValue(Option<String>);
-
-impl<'de> serde::Deserialize<'de> for ParamValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const MAX_SAFE: u64 = 9_007_199_254_740_991;
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ParamValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, a safe integer or a boolean")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ParamValue, E> {
-                Ok(ParamValue(Some(v.to_owned())))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ParamValue, E> {
-                if v <= MAX_SAFE {
-                    Ok(ParamValue(Some(v.to_string())))
-                } else {
-                    Err(E::custom("unsafe integer"))
-                }
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ParamValue, E> {
-                if v.unsigned_abs() <= MAX_SAFE {
-                    Ok(ParamValue(Some(v.to_string())))
-                } else {
-                    Err(E::custom("unsafe integer"))
-                }
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ParamValue, E> {
-                Ok(ParamValue(Some(v.to_string())))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<ParamValue, E> {
-                Ok(ParamValue(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// v2 parameters: an object whose values are strings, safe integers or booleans (as `String(v)`
-/// writes them); `null`/`undefined` values are left out, like empty ones. The object crosses
-/// into wasm as one `JSON.stringify` string.
+/// v2 parameters: an object whose values are strings, safe integers or booleans (as
+/// `JSON.stringify` writes them); `null`/`undefined` values are left out, like empty ones.
 fn params_of(params: &JsValue) -> JsResult<BTreeMap<String, String>> {
     if !params.is_object() || Array::is_array(params) {
         return Err(malformed("params must be an object"));
     }
-    let text = stringify(params).ok_or_else(|| malformed("params must be an object"))?;
-    let map: BTreeMap<String, ParamValue> = serde_json::from_str(&text)
-        .map_err(|_| malformed("v2 parameter values must be strings, safe integers or booleans"))?;
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| v.0.map(|v| (k, v)))
-        .collect())
+    let pairs = glue::flat_params(params).ok_or_else(|| {
+        malformed("v2 parameter values must be strings, safe integers or booleans")
+    })?;
+    Ok(pairs.into_iter().collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,13 +252,7 @@ impl MerchantSigner {
             &body,
         )
         .js()?;
-        let s = |v: &str| JsValue::from_str(v);
-        Ok(object_of(&[
-            ("message", &s(&auth.message)),
-            ("signature", &s(&auth.signature)),
-            ("header", &s(&auth.header)),
-        ])
-        .into())
+        Ok(glue::authorization_object(&auth.message, &auth.signature, &auth.header).into())
     }
 
     /// The ready `wx.requestPayment` object `{ appId, timeStamp, nonceStr, package, signType:
@@ -671,7 +507,7 @@ impl PlatformKeys {
             now_or_clock(now)?,
         )
         .js()?;
-        Ok(notification_object(n).into())
+        Ok(notification_object(&n).into())
     }
 }
 
@@ -740,25 +576,20 @@ impl ApiV3Key {
 
 /// `{ id, createTime, eventType, resourceType, summary, resource: { originalType, algorithm,
 /// ciphertext, associatedData, nonce }, plaintext }`.
-fn notification_object(n: v3::Notification) -> Object {
-    let s = |v: &str| JsValue::from_str(v);
+fn notification_object(n: &v3::Notification) -> Object {
     let r = &n.resource;
-    let resource: JsValue = object_of(&[
-        ("originalType", &s(&r.original_type)),
-        ("algorithm", &s(&r.algorithm)),
-        ("ciphertext", &s(&r.ciphertext)),
-        ("associatedData", &s(&r.associated_data)),
-        ("nonce", &s(&r.nonce)),
-    ])
-    .into();
-    object_of(&[
-        ("id", &s(&n.id)),
-        ("createTime", &s(&n.create_time)),
-        ("eventType", &s(&n.event_type)),
-        ("resourceType", &s(&n.resource_type)),
-        ("summary", &s(&n.summary)),
-        ("resource", &resource),
-        ("plaintext", &s(&n.plaintext)),
+    glue::notification_object(&[
+        &n.id,
+        &n.create_time,
+        &n.event_type,
+        &n.resource_type,
+        &n.summary,
+        &r.original_type,
+        &r.algorithm,
+        &r.ciphertext,
+        &r.associated_data,
+        &r.nonce,
+        &n.plaintext,
     ])
 }
 
@@ -793,25 +624,12 @@ fn payment_object(
     sign_type: &str,
     pay_sign: &str,
 ) -> Object {
-    let s = |v: &str| JsValue::from_str(v);
-    object_of(&[
-        ("appId", &s(app_id)),
-        ("timeStamp", &s(time_stamp)),
-        ("nonceStr", &s(nonce_str)),
-        ("package", &s(package)),
-        ("signType", &s(sign_type)),
-        ("paySign", &s(pay_sign)),
-    ])
+    glue::payment_object(&[app_id, time_stamp, nonce_str, package, sign_type, pay_sign])
 }
 
 /// An object of strings from a map (v2 fields).
 fn map_object(map: &BTreeMap<String, String>) -> Object {
-    let obj = Object::new();
-    for (k, v) in map {
-        // `Reflect.set` on a fresh, extensible plain object cannot fail.
-        let _ = Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(v));
-    }
-    obj
+    glue::map_object(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,11 +697,7 @@ pub fn v2_sign(params: &JsValue, key: &str, sign_type_: Option<String>) -> JsRes
         &v2::ApiV2Key::new(key),
         sign_type(sign_type_)?,
     );
-    Ok(object_of(&[
-        ("stringToSign", &JsValue::from_str(&signed.string_to_sign)),
-        ("sign", &JsValue::from_str(&signed.sign)),
-    ])
-    .into())
+    Ok(glue::signed_object(&signed.string_to_sign, &signed.sign).into())
 }
 
 /// The APIv2 canonical string (sorted `k=v&…` without `sign`, empty values and `&key=`).
