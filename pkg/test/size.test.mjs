@@ -1,5 +1,6 @@
 // The size of the shipped .wasm, gzip -9, for both builds. Size is a property of the build, not
-// a speed, so it is checked on every test run: a hard ceiling at today's size (any growth fails),
+// a speed, so it is checked on every test run: a hard ceiling just above today's size (199.5 KB
+// with Node's zlib; growth past it fails),
 // and the 150 KB target of issue 10, which is not reached yet, as a `todo` that every run reports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const CEILING_GZIP_BYTES = 205_000;
+export const CEILING_GZIP_BYTES = 200_000;
 export const TARGET_GZIP_BYTES = 150_000;
 
 const sizes = (build) => {
