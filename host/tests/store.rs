@@ -16,14 +16,15 @@ use wxpay_host::domain::{Amount, Description, OrderState, OutTradeNo, RefundStat
 use wxpay_host::service::orders::{self, NewOrder};
 use wxpay_host::service::payments::{self, Source};
 use wxpay_host::service::{AppState, Outcome, ServiceError, refunds};
-use wxpay_host::store::{Store, User};
+use wxpay_host::store::{BoxFuture, Store, StoreError, Tx, User};
 
 on_both!(
     replicas_make_one_transition,
     refund_balance_is_guarded,
     close_pay_race_never_loses_a_payment,
     identical_refund_requests_make_one_refund,
-    migrations_are_idempotent
+    migrations_are_idempotent,
+    writes_commit_together_and_fail_alone
 );
 
 /// An app state on `url` whose WeChat is unreachable (nothing listens on port 9): these tests
@@ -366,5 +367,84 @@ async fn migrations_are_idempotent(b: Backend) {
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
     again.ping().await.unwrap();
     again.close().await;
+    drop_db(schema.as_deref(), dir.as_deref()).await;
+}
+
+/// A write job appending an event of `kind` to BATCH00001, then failing if `fail`.
+fn event_job(
+    kind: &'static str,
+    fail: bool,
+) -> impl for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<&'static str, StoreError>> + Send + 'static
+{
+    move |tx: &mut Tx| {
+        Box::pin(async move {
+            tx.event("BATCH00001", kind, None, None, "", 0).await?;
+            if fail {
+                return Err(StoreError::Corrupt(format!("{kind} fails after writing")));
+            }
+            Ok(kind)
+        })
+    }
+}
+
+/// Issue 11 item 1: SQLite's writes go through one writer that commits what queued together;
+/// a job that fails is undone alone; every answer comes after its commit (the rows are there
+/// for a reader as soon as `write` returns). On PostgreSQL `write` is one transaction per job:
+/// the same assertions hold, without batches.
+async fn writes_commit_together_and_fail_alone(b: Backend) {
+    let (url, schema, dir) = fresh_db(b).await;
+    let s = offline_state(&url).await;
+    order(&s, "BATCH00001", 100).await;
+    // Hold the write lock so that the writes below queue, then let them all go at once.
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(hold_lock(
+        url.clone(),
+        "BATCH00001".into(),
+        locked_tx,
+        release_rx,
+    ));
+    locked.await.unwrap();
+    let before = s.store.writer_stats();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let store = s.store.clone();
+        let job = event_job(if i == 17 { "failing" } else { "batched" }, i == 17);
+        set.spawn(async move { store.write(job).await });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok("batched") => ok += 1,
+            Err(StoreError::Corrupt(_)) => failed += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, failed), (63, 1));
+    let events = s.store.order_events("BATCH00001").await.unwrap();
+    let count = |k: &str| events.iter().filter(|e| e.kind == k).count();
+    assert_eq!(count("batched"), 63, "every answered write is committed");
+    assert_eq!(count("failing"), 0, "the failed job was undone alone");
+    if let (Some(before), Some(after)) = (before, s.store.writer_stats()) {
+        let (batches, jobs) = (after.batches - before.batches, after.jobs - before.jobs);
+        assert_eq!(jobs, 64);
+        assert!(
+            batches <= 3,
+            "64 queued writes committed in {batches} batches"
+        );
+    } else {
+        assert!(s.store.is_postgres());
+    }
+    // After close, a write fails and commits nothing.
+    s.store.close().await;
+    assert!(
+        s.store
+            .write(event_job("after_close", false))
+            .await
+            .is_err()
+    );
     drop_db(schema.as_deref(), dir.as_deref()).await;
 }

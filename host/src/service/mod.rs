@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::{Decision, InvalidField, Order};
 use crate::metrics::Metrics;
-use crate::store::{NotificationRecord, Store, StoreError};
+use crate::store::{BoxFuture, NotificationRecord, OwnedNotification, Store, StoreError, Tx};
 use crate::wechat::{ClientInitError, UpstreamError, WechatClient};
 
 /// Shared application state: configuration, store, WeChat client, metrics, clock. Cheap to
@@ -203,7 +203,9 @@ impl Outcome {
 /// choose on the locked row, records the notification (if any) with what actually happened,
 /// writes the decision and its event, and commits. A notification id seen before writes
 /// nothing ([`Outcome::Duplicate`]); redeliveries of committed notifications are recognised
-/// before the write transaction, so duplicate storms do not queue on the write lock.
+/// before the write transaction, so duplicate storms do not queue on the write lock. On
+/// SQLite the transaction is a job of the single writer's group commit
+/// ([`crate::store::Store::write`]): the outcome comes back only once it is committed.
 ///
 /// # Errors
 /// Database failure: nothing is committed.
@@ -211,7 +213,7 @@ pub(crate) async fn change_order(
     s: &AppState,
     out_trade_no: &str,
     note: Option<&NotificationRecord<'_>>,
-    decide: impl FnOnce(&Order, i64) -> Decision,
+    decide: impl FnOnce(&Order, i64) -> Decision + Send + 'static,
 ) -> Result<Outcome, StoreError> {
     if let Some(n) = note
         && s.store.notification_seen(n.id).await?
@@ -219,7 +221,25 @@ pub(crate) async fn change_order(
         return Ok(Outcome::Duplicate);
     }
     let now = s.now();
-    let mut tx = s.store.begin().await?;
+    let no = out_trade_no.to_owned();
+    let note = note.map(OwnedNotification::from);
+    s.store
+        .write(
+            move |tx: &mut Tx| -> BoxFuture<'_, Result<Outcome, StoreError>> {
+                Box::pin(async move { decide_locked(tx, &no, note.as_ref(), decide, now).await })
+            },
+        )
+        .await
+}
+
+/// [`change_order`]'s transaction body.
+async fn decide_locked(
+    tx: &mut Tx,
+    out_trade_no: &str,
+    note: Option<&OwnedNotification>,
+    decide: impl FnOnce(&Order, i64) -> Decision,
+    now: i64,
+) -> Result<Outcome, StoreError> {
     let Some(order) = tx.order_for_update(out_trade_no).await? else {
         return Ok(Outcome::Missing);
     };
@@ -230,11 +250,11 @@ pub(crate) async fn change_order(
         Decision::Refuse { .. } => "refused",
     };
     if let Some(n) = note
-        && !tx.record_notification(n, label, now).await?
+        && !tx.record_notification(&n.record(), label, now).await?
     {
         return Ok(Outcome::Duplicate);
     }
-    let outcome = match decision {
+    Ok(match decision {
         Decision::Change {
             order: next,
             kind,
@@ -254,7 +274,5 @@ pub(crate) async fn change_order(
         }
         Decision::Keep { outcome } => Outcome::Kept { order, outcome },
         Decision::Refuse { reason } => Outcome::Refused { order, reason },
-    };
-    tx.commit().await?;
-    Ok(outcome)
+    })
 }

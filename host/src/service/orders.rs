@@ -141,12 +141,16 @@ pub async fn pay_params(s: &AppState, openid: &str, no: &str) -> Result<PayReque
             let until = (now + PREPAY_VALIDITY_SECS).min(order.expire_at);
             let first_check_at =
                 now + i64::try_from(s.config.reconcile_after.as_secs()).unwrap_or(60);
-            let event = OrderEvent::Prepay {
-                prepay_id: &p,
-                until,
-                first_check_at,
+            let prepay_id = p.clone();
+            let prepay = move |o: &Order, now| {
+                let event = OrderEvent::Prepay {
+                    prepay_id: &prepay_id,
+                    until,
+                    first_check_at,
+                };
+                decide(o, &event, now)
             };
-            match change_order(s, no, None, |o, now| decide(o, &event, now)).await? {
+            match change_order(s, no, None, prepay).await? {
                 Outcome::Changed { .. } => p,
                 Outcome::Refused { order, .. } | Outcome::Kept { order, .. } => {
                     return Err(not_payable(order.state));
@@ -230,7 +234,7 @@ pub async fn close(s: &AppState, no: &str, kind: &'static str) -> Result<Order, 
             Err(e) => return Err(e.into()),
         }
     }
-    match change_order(s, no, None, |o, now| {
+    match change_order(s, no, None, move |o, now| {
         decide(o, &OrderEvent::Close { kind }, now)
     })
     .await?

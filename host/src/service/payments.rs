@@ -74,14 +74,15 @@ pub async fn apply(
         ),
         Source::Query => (Via::Query, None),
     };
-    let trade_state = tx.trade_state.as_str();
+    let trade_state = tx.trade_state.clone();
     let outcome = change_order(
         s,
         &tx.out_trade_no,
         note.as_ref(),
-        |order, now| match &payment {
+        move |order, now| match &payment {
             Some(payment) => decide(order, &OrderEvent::Pay { payment, via }, now),
-            None if matches!(trade_state, "CLOSED" | "REVOKED" | "PAYERROR") => {
+            None if matches!(trade_state.as_str(), "CLOSED" | "REVOKED" | "PAYERROR") => {
+                let trade_state = trade_state.as_str();
                 decide(order, &OrderEvent::ClosedUpstream { trade_state }, now)
             }
             None => crate::domain::Decision::Keep {

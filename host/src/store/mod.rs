@@ -8,6 +8,7 @@
 //! do, and writes exactly that before committing. Nothing here decides a state change.
 
 mod tx;
+mod writer;
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,7 +19,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use tx::{NotificationRecord, Tx};
+pub use tx::{NotificationRecord, OwnedNotification, Tx};
+pub use writer::{MAX_BATCH, WriterStats};
+
+/// A boxed future borrowing for `'a` (the shape of a write job).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 use crate::config::Secret;
 use crate::domain::order::UnknownValue;
@@ -40,6 +45,10 @@ pub enum StoreError {
     /// A row holds a value this version does not understand.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The SQLite write batch this write belonged to was not committed (nothing of it was
+    /// applied), or the writer has stopped.
+    #[error("write not committed: {0}")]
+    Batch(String),
 }
 
 impl From<UnknownValue> for StoreError {
@@ -79,7 +88,12 @@ pub struct User {
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite(SqlitePool),
+    /// Reads (and the writes not yet routed through the writer) on `pool`; [`Store::write`]
+    /// jobs on the single writer's own connection.
+    Sqlite {
+        pool: SqlitePool,
+        writer: writer::Writer,
+    },
     Postgres(PgPool),
 }
 
@@ -92,7 +106,7 @@ pub struct Store {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.backend {
-            Backend::Sqlite(_) => "Store(sqlite)",
+            Backend::Sqlite { .. } => "Store(sqlite)",
             Backend::Postgres(_) => "Store(postgres)",
         })
     }
@@ -102,7 +116,7 @@ impl fmt::Debug for Store {
 macro_rules! with_pool {
     ($self:expr, $pool:ident => $body:expr) => {
         match &$self.backend {
-            Backend::Sqlite($pool) => $body,
+            Backend::Sqlite { pool: $pool, .. } => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -185,10 +199,21 @@ impl Store {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            Backend::Sqlite(pool)
+            // The writer's own connection, kept open for the life of the store.
+            let writer_pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts)
+                .await?;
+            Backend::Sqlite {
+                pool,
+                writer: writer::Writer::spawn(writer_pool),
+            }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
@@ -203,6 +228,15 @@ impl Store {
         Ok(Self { backend })
     }
 
+    /// What SQLite's single writer has done (batches, jobs); `None` on PostgreSQL.
+    #[must_use]
+    pub fn writer_stats(&self) -> Option<WriterStats> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Some(writer.stats()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Whether this is the PostgreSQL backend.
     #[must_use]
     pub fn is_postgres(&self) -> bool {
@@ -211,6 +245,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Backend::Sqlite { writer, .. } = &self.backend {
+            writer.close().await;
+        }
         with_pool!(self, pool => pool.close().await);
     }
 
@@ -230,9 +267,33 @@ impl Store {
     /// The database is unreachable or busy past its timeout.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match &self.backend {
-            Backend::Sqlite(pool) => Tx::sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite { pool, .. } => Tx::sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres(pool) => Tx::postgres(pool.begin().await?),
         })
+    }
+
+    /// Runs `job` in one write transaction and returns its value once committed. On SQLite the
+    /// job goes to the single writer, which commits it together with the jobs that arrived
+    /// meanwhile (group commit, see `store/writer.rs`); on PostgreSQL it is its own
+    /// transaction. A job that returns an error is rolled back (its savepoint, on SQLite).
+    ///
+    /// # Errors
+    /// The job's error, or [`StoreError::Batch`] / database errors when the commit failed:
+    /// then nothing of the job was applied.
+    pub async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx) -> BoxFuture<'a, Result<T>> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.write(job).await,
+            Backend::Postgres(pool) => {
+                let mut tx = Tx::postgres(pool.begin().await?);
+                let value = job(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+        }
     }
 
     /// Inserts or updates a user after login.

@@ -38,6 +38,43 @@ pub struct NotificationRecord<'a> {
     pub out_trade_no: &'a str,
 }
 
+/// A [`NotificationRecord`] that owns its strings (to travel to the SQLite writer).
+#[derive(Clone, Debug)]
+pub struct OwnedNotification {
+    /// WeChat's notification id.
+    pub id: String,
+    /// `pay` or `refund`.
+    pub kind: &'static str,
+    /// WeChat's event type.
+    pub event_type: String,
+    /// The order it concerns.
+    pub out_trade_no: String,
+}
+
+impl OwnedNotification {
+    /// The borrowed form the transaction methods take.
+    #[must_use]
+    pub fn record(&self) -> NotificationRecord<'_> {
+        NotificationRecord {
+            id: &self.id,
+            kind: self.kind,
+            event_type: &self.event_type,
+            out_trade_no: &self.out_trade_no,
+        }
+    }
+}
+
+impl From<&NotificationRecord<'_>> for OwnedNotification {
+    fn from(n: &NotificationRecord<'_>) -> Self {
+        Self {
+            id: n.id.to_owned(),
+            kind: n.kind,
+            event_type: n.event_type.to_owned(),
+            out_trade_no: n.out_trade_no.to_owned(),
+        }
+    }
+}
+
 /// Runs `$body` with `$c` bound to the transaction's connection on either backend.
 macro_rules! on {
     ($self:expr, $c:ident => $body:expr) => {
@@ -83,6 +120,27 @@ impl Tx {
             Inner::Sqlite(t) => t.commit().await?,
             Inner::Postgres(t) => t.commit().await?,
         }
+        Ok(())
+    }
+
+    /// Starts the savepoint of one job of a write batch.
+    pub(super) async fn savepoint(&mut self) -> Result<()> {
+        on!(self, c => { sqlx::query("SAVEPOINT job").execute(c).await?; });
+        Ok(())
+    }
+
+    /// Keeps what the job wrote (the batch's commit makes it durable).
+    pub(super) async fn release_savepoint(&mut self) -> Result<()> {
+        on!(self, c => { sqlx::query("RELEASE SAVEPOINT job").execute(c).await?; });
+        Ok(())
+    }
+
+    /// Undoes what the job wrote; the batch goes on.
+    pub(super) async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        on!(self, c => {
+            sqlx::query("ROLLBACK TO SAVEPOINT job").execute(&mut *c).await?;
+            sqlx::query("RELEASE SAVEPOINT job").execute(c).await?;
+        });
         Ok(())
     }
 
