@@ -238,13 +238,22 @@ async fn run_v2(r: &mut Report, config: &Config, v2: &ApiV2Settings) {
     const V2: &str = "not used in APIv2 mode (WXPAY_PAY_API=v2)";
     r.skip(names::MERCHANT_KEY, V2);
     r.skip(names::API_V3_KEY, V2);
-    r.pass(
-        names::API_V2_KEY,
-        format!(
-            "WXPAY_API_V2_KEY is 32 bytes; requests are signed and answers verified with {}",
-            v2.sign_type
-        ),
-    );
+    let len = v2.key.expose().len();
+    if len == 32 {
+        r.pass(
+            names::API_V2_KEY,
+            format!(
+                "WXPAY_API_V2_KEY is 32 bytes; requests are signed and answers verified with {}",
+                v2.sign_type
+            ),
+        );
+    } else {
+        r.fail(
+            names::API_V2_KEY,
+            format!("WXPAY_API_V2_KEY is {len} bytes, not 32"),
+            "copy the APIv2 key (32 characters) set in the merchant platform (API安全 → API密钥)",
+        );
+    }
     let client = match WechatClient::new(config, Metrics::default(), Arc::new(SystemClock)) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -500,6 +509,11 @@ async fn signed_request(r: &mut Report, client: &WechatClient, keys_ok: bool) {
     } else {
         "fix \"platform keys\" above"
     };
+    let verified_with = if client.v2().is_some() {
+        "the answer verified with the APIv2 key"
+    } else {
+        "the answer verified with the platform keys"
+    };
     match client.query_order(&no).await {
         Err(e @ UpstreamError::Api { .. }) if e.api_code() == Some("ORDER_NOT_EXIST") => {
             let code = e.wechat_code().map_or("", |(c, ..)| c);
@@ -507,10 +521,7 @@ async fn signed_request(r: &mut Report, client: &WechatClient, keys_ok: bool) {
                 names::SIGNED_REQUEST,
                 format!("WeChat accepted the signature (query of {no}: {code})"),
             );
-            r.pass(
-                names::ANSWER_SIGNATURE,
-                "the answer verified with the platform keys",
-            );
+            r.pass(names::ANSWER_SIGNATURE, verified_with);
         }
         Err(UpstreamError::Unverified { code, why, .. }) if code == "ORDER_NOT_EXIST" => {
             r.pass(
@@ -528,9 +539,23 @@ async fn signed_request(r: &mut Report, client: &WechatClient, keys_ok: bool) {
                 names::SIGNED_REQUEST,
                 format!("WeChat accepted the signature (query of {no})"),
             );
+            r.pass(names::ANSWER_SIGNATURE, verified_with);
+        }
+        Err(UpstreamError::Verify(why)) => {
+            // WeChat accepted the request and answered; the answer is what fails.
             r.pass(
+                names::SIGNED_REQUEST,
+                format!("WeChat answered the query of {no}"),
+            );
+            r.fail(
                 names::ANSWER_SIGNATURE,
-                "the answer verified with the platform keys",
+                format!("the answer does not verify: {why}"),
+                if client.v2().is_some() {
+                    "the answer was not signed with WXPAY_API_V2_KEY: check WXPAY_API_BASE points \
+                     at WeChat Pay (https://api.mch.weixin.qq.com)"
+                } else {
+                    answer_fix
+                },
             );
         }
         Err(e) => {

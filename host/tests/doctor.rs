@@ -336,6 +336,12 @@ async fn doctor_names_v2_mistakes(b: Backend) {
         assert_eq!(status(&r, name), Status::Pass, "{name}:\n{r}");
     }
 
+    // A key of the wrong length (a library caller; the WXPAY_* loader refuses it earlier).
+    let mut c = live(&env);
+    v2_mut(&mut c).key = Secret::new("short");
+    let r = doctor::run(&c, &DoctorConfig::default()).await;
+    assert_eq!(status(&r, names::API_V2_KEY), Status::Fail, "{r}");
+
     // No client certificate: refunds would fail, the doctor says so (the query still works).
     let mut c = live(&env);
     let v2 = v2_mut(&mut c);
