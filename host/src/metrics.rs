@@ -26,6 +26,7 @@ struct Inner {
     notifications: BTreeMap<(&'static str, &'static str), u64>,
     upstream: BTreeMap<&'static str, Histogram>,
     reconciler: BTreeMap<&'static str, u64>,
+    optimistic_retries: u64,
 }
 
 /// Process metrics. Cheap to clone.
@@ -72,6 +73,12 @@ impl Metrics {
     /// Counts one reconciler action (`paid`, `closed`, `query_error`…).
     pub fn reconciler(&self, action: &'static str) {
         *self.inner().reconciler.entry(action).or_default() += 1;
+    }
+
+    /// Counts one lost race of PostgreSQL's optimistic write (the order changed between the
+    /// read and the conditional write; read and decide again).
+    pub fn optimistic_retry(&self) {
+        self.inner().optimistic_retries += 1;
     }
 
     /// Count of notifications with this kind and outcome (for tests).
@@ -145,6 +152,14 @@ impl Metrics {
                 "wxpay_reconciler_actions_total{{action=\"{action}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP wxpay_store_optimistic_retries_total PostgreSQL writes re-decided after the \
+             order changed between read and write.\n\
+             # TYPE wxpay_store_optimistic_retries_total counter\n\
+             wxpay_store_optimistic_retries_total {}",
+            inner.optimistic_retries
+        );
         out
     }
 }

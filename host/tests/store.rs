@@ -16,7 +16,7 @@ use wxpay_host::domain::{Amount, Description, OrderState, OutTradeNo, RefundStat
 use wxpay_host::service::orders::{self, NewOrder};
 use wxpay_host::service::payments::{self, Source};
 use wxpay_host::service::{AppState, Outcome, ServiceError, refunds};
-use wxpay_host::store::{BoxFuture, Store, StoreError, Tx, User};
+use wxpay_host::store::{BoxFuture, Cas, NotificationRecord, Store, StoreError, Tx, User};
 
 on_both!(
     replicas_make_one_transition,
@@ -446,5 +446,91 @@ async fn writes_commit_together_and_fail_alone(b: Backend) {
             .await
             .is_err()
     );
+    drop_db(schema.as_deref(), dir.as_deref()).await;
+}
+
+/// Issue 11 item 2: PostgreSQL's optimistic write applies a decision only to the row it was
+/// taken on: a row changed since the read is `Stale` (nothing written), a notification recorded
+/// since the read is `Duplicate` and undoes the whole statement (no half-applied change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_write_applies_only_to_the_row_read() {
+    if std::env::var("WXPAY_TEST_POSTGRES_URL").is_err() {
+        eprintln!("skipped: WXPAY_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    let (url, schema, dir) = fresh_db(Backend::Postgres).await;
+    let s = offline_state(&url).await;
+    order(&s, "CAS0000001", 100).await;
+    let note = |id| NotificationRecord {
+        id,
+        kind: "pay",
+        event_type: "TRANSACTION.SUCCESS",
+        out_trade_no: "CAS0000001",
+    };
+    let (seen, recorded) = s
+        .store
+        .order_and_seen("CAS0000001", Some("N1"))
+        .await
+        .unwrap();
+    let seen = seen.unwrap();
+    assert!(!recorded);
+    let mut next = seen.clone();
+    next.checks += 1;
+    // Someone else changes the order in between: the write is refused, nothing recorded.
+    let mut other = seen.clone();
+    other.review_reason = Some("changed meanwhile".into());
+    let mut tx = s.store.begin().await.unwrap();
+    tx.write_order(&other).await.unwrap();
+    tx.commit().await.unwrap();
+    let cas = s
+        .store
+        .apply_if_unchanged(
+            &seen,
+            Some((&next, "test_change", "")),
+            Some((&note("N1"), "x")),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cas, Cas::Stale);
+    assert!(!s.store.notification_seen("N1").await.unwrap());
+    let now = s.store.order("CAS0000001").await.unwrap().unwrap();
+    assert_eq!(now.checks, seen.checks, "the stale decision wrote nothing");
+    // On the fresh row it applies: order, event and notification together.
+    let cas = s
+        .store
+        .apply_if_unchanged(
+            &now,
+            Some((&next, "test_change", "d")),
+            Some((&note("N1"), "x")),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cas, Cas::Applied);
+    assert!(s.store.notification_seen("N1").await.unwrap());
+    let events = s.store.order_events("CAS0000001").await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "test_change").count(), 1);
+    // The same notification again (recorded after our read): Duplicate, and the order update
+    // in the same statement is undone.
+    let fresh = s.store.order("CAS0000001").await.unwrap().unwrap();
+    let mut again = fresh.clone();
+    again.checks += 10;
+    let cas = s
+        .store
+        .apply_if_unchanged(
+            &fresh,
+            Some((&again, "test_change", "")),
+            Some((&note("N1"), "x")),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cas, Cas::Duplicate);
+    let after = s.store.order("CAS0000001").await.unwrap().unwrap();
+    assert_eq!(after.checks, fresh.checks, "nothing half-applied");
+    let events = s.store.order_events("CAS0000001").await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "test_change").count(), 1);
+    s.store.close().await;
     drop_db(schema.as_deref(), dir.as_deref()).await;
 }

@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::{Decision, InvalidField, Order};
 use crate::metrics::Metrics;
-use crate::store::{BoxFuture, NotificationRecord, OwnedNotification, Store, StoreError, Tx};
+use crate::store::{BoxFuture, Cas, NotificationRecord, OwnedNotification, Store, StoreError, Tx};
 use crate::wechat::{ClientInitError, UpstreamError, WechatClient};
 
 /// Shared application state: configuration, store, WeChat client, metrics, clock. Cheap to
@@ -207,14 +207,23 @@ impl Outcome {
 /// SQLite the transaction is a job of the single writer's group commit
 /// ([`crate::store::Store::write`]): the outcome comes back only once it is committed.
 ///
+/// On PostgreSQL it is optimistic first ([`change_order_optimistic`]): two round trips, one
+/// read and one conditional statement, instead of seven; under contention it falls back to the
+/// locked transaction. Either way the decision is applied only to the row it was taken on.
+///
 /// # Errors
 /// Database failure: nothing is committed.
 pub(crate) async fn change_order(
     s: &AppState,
     out_trade_no: &str,
     note: Option<&NotificationRecord<'_>>,
-    decide: impl FnOnce(&Order, i64) -> Decision + Send + 'static,
+    decide: impl Fn(&Order, i64) -> Decision + Send + 'static,
 ) -> Result<Outcome, StoreError> {
+    if s.store.is_postgres()
+        && let Some(outcome) = change_order_optimistic(s, out_trade_no, note, &decide).await?
+    {
+        return Ok(outcome);
+    }
     if let Some(n) = note
         && s.store.notification_seen(n.id).await?
     {
@@ -230,6 +239,68 @@ pub(crate) async fn change_order(
             },
         )
         .await
+}
+
+/// Tries of the optimistic path before the locked transaction.
+const OPTIMISTIC_TRIES: usize = 3;
+
+/// PostgreSQL: reads the order (and whether the notification is recorded) in one statement,
+/// decides on that row, and writes the decision, the event and the notification in one
+/// statement that applies only if the row is still the one read ([`Store::apply_if_unchanged`]).
+/// `None` after [`OPTIMISTIC_TRIES`] lost races: the caller takes the locked path.
+async fn change_order_optimistic(
+    s: &AppState,
+    out_trade_no: &str,
+    note: Option<&NotificationRecord<'_>>,
+    decide: &(impl Fn(&Order, i64) -> Decision + Send),
+) -> Result<Option<Outcome>, StoreError> {
+    for _ in 0..OPTIMISTIC_TRIES {
+        let (order, seen) = s
+            .store
+            .order_and_seen(out_trade_no, note.map(|n| n.id))
+            .await?;
+        if seen {
+            return Ok(Some(Outcome::Duplicate));
+        }
+        let Some(order) = order else {
+            return Ok(Some(Outcome::Missing));
+        };
+        let now = s.now();
+        let decision = decide(&order, now);
+        let label = match &decision {
+            Decision::Change { kind, .. } => *kind,
+            Decision::Keep { outcome } => outcome,
+            Decision::Refuse { .. } => "refused",
+        };
+        let note = note.map(|n| (n, label));
+        let (cas, outcome) = match decision {
+            Decision::Change {
+                order: next,
+                kind,
+                detail,
+            } => {
+                let cas = s
+                    .store
+                    .apply_if_unchanged(&order, Some((&next, kind, &detail)), note, now)
+                    .await?;
+                (cas, Outcome::Changed { order: next, kind })
+            }
+            Decision::Keep { outcome } => (
+                s.store.apply_if_unchanged(&order, None, note, now).await?,
+                Outcome::Kept { order, outcome },
+            ),
+            Decision::Refuse { reason } => (
+                s.store.apply_if_unchanged(&order, None, note, now).await?,
+                Outcome::Refused { order, reason },
+            ),
+        };
+        match cas {
+            Cas::Applied => return Ok(Some(outcome)),
+            Cas::Duplicate => return Ok(Some(Outcome::Duplicate)),
+            Cas::Stale => s.metrics.optimistic_retry(),
+        }
+    }
+    Ok(None)
 }
 
 /// [`change_order`]'s transaction body.

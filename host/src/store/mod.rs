@@ -183,6 +183,102 @@ pub(crate) const ORDER_COLUMNS: &str = "out_trade_no, openid, amount, descriptio
 pub(crate) const REFUND_COLUMNS: &str = "out_refund_no, out_trade_no, amount, reason, state, \
     refund_id, source, created_at, updated_at, next_check_at, attempts";
 
+/// What [`Store::apply_if_unchanged`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cas {
+    /// Written, in one statement.
+    Applied,
+    /// The order changed since it was read: nothing written; read and decide again.
+    Stale,
+    /// The notification was recorded meanwhile: nothing written.
+    Duplicate,
+}
+
+/// The mutable columns of an order, in the order `bind_mutable!` binds them.
+const MUTABLE: [&str; 12] = [
+    "state",
+    "prepay_id",
+    "prepay_expires_at",
+    "transaction_id",
+    "paid_amount",
+    "refunded",
+    "refund_pending",
+    "review_reason",
+    "double_payment",
+    "updated_at",
+    "next_check_at",
+    "checks",
+];
+
+/// `col IS NOT DISTINCT FROM $k AND …` over [`MUTABLE`], from placeholder `$first`.
+fn unchanged(first: usize) -> String {
+    MUTABLE
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} IS NOT DISTINCT FROM ${}", first + i))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The order and whether a notification is recorded.
+static READ_WITH_SEEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {ORDER_COLUMNS}, EXISTS (SELECT 1 FROM notifications WHERE id = $2) AS seen \
+         FROM orders WHERE out_trade_no = $1"
+    )
+});
+
+/// New row ($1–$12), order ($13), seen row ($14–$25), notification id, kind, event type,
+/// outcome ($26–$29), now ($30), event kind and detail ($31, $32).
+static CAS_CHANGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let set = MUTABLE
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH u AS (UPDATE orders SET {set} WHERE out_trade_no = $13 AND {} \
+         RETURNING out_trade_no), \
+         n AS (INSERT INTO notifications (id, kind, event_type, out_trade_no, outcome, \
+         received_at) SELECT $26, $27, $28, out_trade_no, $29, $30 FROM u \
+         WHERE $26::text IS NOT NULL), \
+         e AS (INSERT INTO order_events (out_trade_no, at, kind, from_state, to_state, detail) \
+         SELECT out_trade_no, $30, $31, $14, $1, $32 FROM u) \
+         SELECT COUNT(*) FROM u",
+        unchanged(14)
+    )
+});
+
+/// Notification id, kind, event type, outcome ($1–$4), now ($5), order ($6), seen row
+/// ($7–$18).
+static CAS_NOTE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO notifications (id, kind, event_type, out_trade_no, outcome, received_at) \
+         SELECT $1, $2, $3, out_trade_no, $4, $5 FROM orders WHERE out_trade_no = $6 AND {}",
+        unchanged(7)
+    )
+});
+
+/// Binds the [`MUTABLE`] columns of `$o` to the query `$q` (any query type).
+macro_rules! bind_mutable {
+    ($q:expr, $o:expr) => {{
+        let o: &Order = $o;
+        $q.bind(o.state.as_str())
+            .bind(o.prepay_id.as_deref())
+            .bind(o.prepay_expires_at)
+            .bind(o.transaction_id.as_deref())
+            .bind(o.paid_amount)
+            .bind(o.refunded)
+            .bind(o.refund_pending)
+            .bind(o.review_reason.as_deref())
+            .bind(o.double_payment.as_deref())
+            .bind(o.updated_at)
+            .bind(o.next_check_at)
+            .bind(o.checks)
+    }};
+}
+
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and runs the embedded migrations.
     /// SQLite files are created if missing and opened in WAL mode.
@@ -549,6 +645,106 @@ impl Store {
                 .await?
         });
         Ok(n.is_some())
+    }
+
+    /// PostgreSQL's optimistic path, read half: the order and whether notification `note_id`
+    /// is already recorded, in one statement (one round trip).
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn order_and_seen(
+        &self,
+        out_trade_no: &str,
+        note_id: Option<&str>,
+    ) -> Result<(Option<Order>, bool)> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Err(StoreError::Batch("order_and_seen is PostgreSQL's".into()));
+        };
+        use sqlx::Row as _;
+        let row = sqlx::query(sqlx::AssertSqlSafe(&**READ_WITH_SEEN))
+            .bind(out_trade_no)
+            .bind(note_id)
+            .fetch_optional(pool)
+            .await?;
+        match row {
+            Some(r) => {
+                let seen: bool = r.try_get("seen")?;
+                Ok((Some(order_row!(r)), seen))
+            }
+            None => Ok((
+                None,
+                match note_id {
+                    Some(id) => self.notification_seen(id).await?,
+                    None => false,
+                },
+            )),
+        }
+    }
+
+    /// PostgreSQL's optimistic path, write half: applies what was decided on `seen` — the new
+    /// row and its event (`change`), the notification with its outcome (`note`) — in **one**
+    /// statement, only if the order is still exactly `seen` (every mutable column compared, so
+    /// the decision stands as if it had been taken on the locked row). The statement is atomic:
+    /// a notification recorded meanwhile (unique violation) undoes the update too.
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn apply_if_unchanged(
+        &self,
+        seen: &Order,
+        change: Option<(&Order, &str, &str)>,
+        note: Option<(&NotificationRecord<'_>, &str)>,
+        now: i64,
+    ) -> Result<Cas> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Err(StoreError::Batch(
+                "apply_if_unchanged is PostgreSQL's".into(),
+            ));
+        };
+        let result = match change {
+            Some((next, kind, detail)) => {
+                let q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(&**CAS_CHANGE));
+                let q = bind_mutable!(q, next).bind(&seen.out_trade_no);
+                bind_mutable!(q, seen)
+                    .bind(note.map(|(n, _)| n.id))
+                    .bind(note.map_or("", |(n, _)| n.kind))
+                    .bind(note.map_or("", |(n, _)| n.event_type))
+                    .bind(note.map_or("", |(_, label)| label))
+                    .bind(now)
+                    .bind(kind)
+                    .bind(detail)
+                    .fetch_one(pool)
+                    .await
+                    .map(|n| n == 1)
+            }
+            None => {
+                let Some((n, label)) = note else {
+                    return Ok(Cas::Applied);
+                };
+                let q = sqlx::query(sqlx::AssertSqlSafe(&**CAS_NOTE))
+                    .bind(n.id)
+                    .bind(n.kind)
+                    .bind(n.event_type)
+                    .bind(label)
+                    .bind(now)
+                    .bind(&seen.out_trade_no);
+                bind_mutable!(q, seen)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+            }
+        };
+        match result {
+            Ok(true) => Ok(Cas::Applied),
+            Ok(false) => Ok(Cas::Stale),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("23505")
+                    && e.constraint() == Some("notifications_pkey") =>
+            {
+                Ok(Cas::Duplicate)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Number of orders per state (all states, zeros included).
