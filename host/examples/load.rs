@@ -69,7 +69,7 @@ use stage::{AMOUNT, OPENID, Stage, create_orders, transaction_id};
 use verdict::Verdict;
 
 const USAGE: &str = "usage: load [--short] [--store sqlite|postgres]... [--in-flight N]... \
-                     [--orders N] [--copies K]
+                     [--orders N] [--copies K] [--fault lose|double]
        load generate URL REQUESTS_FILE IN_FLIGHT   (the generator process)";
 
 /// What the chaos modules reused here expect of their context.
@@ -97,7 +97,18 @@ impl Store {
     }
 }
 
+/// A fault planted on purpose, to see the run fail (the check of the checker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The first order's notifications are never sent: its payment is lost.
+    Lose,
+    /// After the run, a second move into `PAID` is written into the first order's history
+    /// behind the host's back: a doubled payment.
+    Double,
+}
+
 struct Args {
+    fault: Option<Fault>,
     short: bool,
     stores: Vec<Store>,
     in_flight: Vec<usize>,
@@ -108,7 +119,7 @@ struct Args {
 impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
         let (mut short, mut stores, mut in_flight) = (false, Vec::new(), Vec::new());
-        let (mut orders, mut copies) = (None, 3);
+        let (mut orders, mut copies, mut fault) = (None, 3, None);
         while let Some(a) = args.next() {
             let mut value = || args.next().with_context(|| format!("{a} needs a value"));
             match a.as_str() {
@@ -121,6 +132,13 @@ impl Args {
                 "--in-flight" => in_flight.push(value()?.parse().context("--in-flight")?),
                 "--orders" => orders = Some(value()?.parse().context("--orders")?),
                 "--copies" => copies = value()?.parse().context("--copies")?,
+                "--fault" => {
+                    fault = Some(match value()?.as_str() {
+                        "lose" => Fault::Lose,
+                        "double" => Fault::Double,
+                        other => bail!("unknown fault {other:?} (lose or double)"),
+                    });
+                }
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     std::process::exit(0);
@@ -139,6 +157,7 @@ impl Args {
             bail!("--orders, --copies and --in-flight must be positive");
         }
         Ok(Self {
+            fault,
             short,
             stores,
             in_flight,
@@ -227,7 +246,14 @@ async fn run_all(ctx: &Ctx, stage: &Stage, args: &Args) -> Result<bool> {
         .map(|(i, no)| (no.clone(), transaction_id(i)))
         .collect();
     let signing = Instant::now();
-    let requests = sign_all(stage, &paid, args.copies)?;
+    // A lost payment: the first order's notifications are left out of the load.
+    let sent_for = if args.fault == Some(Fault::Lose) {
+        &paid[1..]
+    } else {
+        &paid[..]
+    };
+    let requests = sign_all(stage, sent_for, args.copies)?;
+    let total = sent_for.len() * args.copies;
     let file = ctx.root.join("requests.jsonl");
     std::fs::write(&file, requests).with_context(|| format!("write {}", file.display()))?;
     println!(
@@ -251,6 +277,7 @@ async fn run_all(ctx: &Ctx, stage: &Stage, args: &Args) -> Result<bool> {
                 paid: &paid,
                 file: &file,
                 notifications: total,
+                fault: args.fault,
             };
             let (row, ok, notes) = run.go().await?;
             println!("{row}");
@@ -322,6 +349,7 @@ struct Run<'a> {
     file: &'a std::path::Path,
     /// Lines in `file`.
     notifications: usize,
+    fault: Option<Fault>,
 }
 
 impl Run<'_> {
@@ -382,6 +410,11 @@ impl Run<'_> {
             _ => None,
         };
         let rss = measure::peak_rss_kib(pid);
+        if self.fault == Some(Fault::Double)
+            && let Some((no, _)) = self.paid.first()
+        {
+            plant_double(db_url, no).await?;
+        }
         let verdict = Verdict::of(&api, self.paid).await?;
         drop(host);
 
@@ -462,6 +495,22 @@ impl Run<'_> {
         }
         serde_json::from_slice(&out.stdout).context("parse the generator's report")
     }
+}
+
+/// `--fault double`: a second `CREATED → PAID` event in `no`'s history, written straight into
+/// the database.
+async fn plant_double(db_url: &str, no: &str) -> Result<()> {
+    use sqlx::Connection as _;
+    let sql = "INSERT INTO order_events (out_trade_no, at, kind, from_state, to_state, detail) \
+               VALUES ($1, 0, 'notify_paid', 'CREATED', 'PAID', 'planted by load --fault double')";
+    if db_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(db_url).await?;
+        sqlx::query(sql).bind(no).execute(&mut c).await?;
+    } else {
+        let mut c = sqlx::PgConnection::connect(db_url).await?;
+        sqlx::query(sql).bind(no).execute(&mut c).await?;
+    }
+    Ok(())
 }
 
 /// The PostgreSQL server the fresh databases are created on.
