@@ -25,17 +25,28 @@ on_both!(
 
 const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
-/// A payment notification as WeChat sends it for `no`, signed with `key` / `sign_type`.
+/// What a payment notification says.
+struct Paid<'a> {
+    no: &'a str,
+    openid: &'a str,
+    total: i64,
+    txid: &'a str,
+}
+
+/// A payment notification as WeChat sends it, signed with `key` / `sign_type` (and naming
+/// `claimed` as its `sign_type`, if any).
 fn pay_xml(
     env: &Env,
     key: &str,
-    sign_type: SignType,
-    claimed: Option<SignType>,
-    no: &str,
-    openid: &str,
-    total: i64,
-    txid: &str,
+    (sign_type, claimed): (SignType, Option<SignType>),
+    p: &Paid<'_>,
 ) -> String {
+    let Paid {
+        no,
+        openid,
+        total,
+        txid,
+    } = *p;
     let mut f: BTreeMap<String, String> = [
         ("return_code", "SUCCESS"),
         ("return_msg", "OK"),
@@ -139,12 +150,13 @@ async fn v2_pay_notification_flow(b: Backend) {
     let again = pay_xml(
         &env,
         &key,
-        SignType::Md5,
-        None,
-        "V2PAY00001",
-        "o_v2",
-        1999,
-        &txid,
+        (SignType::Md5, None),
+        &Paid {
+            no: "V2PAY00001",
+            openid: "o_v2",
+            total: 1999,
+            txid: &txid,
+        },
     );
     let (s, body) = post_xml(&env, "/notify/pay", again).await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, SUCCESS_REPLY));
@@ -159,12 +171,13 @@ async fn v2_pay_notification_flow(b: Backend) {
     let bad = pay_xml(
         &env,
         &"x".repeat(32),
-        SignType::Md5,
-        None,
-        "V2PAY00002",
-        "o_v2",
-        1,
-        "42",
+        (SignType::Md5, None),
+        &Paid {
+            no: "V2PAY00002",
+            openid: "o_v2",
+            total: 1,
+            txid: "42",
+        },
     );
     let (s, body) = post_xml(&env, "/notify/pay", bad).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -172,12 +185,13 @@ async fn v2_pay_notification_flow(b: Backend) {
     let unknown = pay_xml(
         &env,
         &key,
-        SignType::Md5,
-        None,
-        "V2NOSUCH01",
-        "o_v2",
-        1,
-        "43",
+        (SignType::Md5, None),
+        &Paid {
+            no: "V2NOSUCH01",
+            openid: "o_v2",
+            total: 1,
+            txid: "43",
+        },
     );
     let (s, body) = post_xml(&env, "/notify/pay", unknown).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -192,12 +206,13 @@ async fn v2_pay_notification_flow(b: Backend) {
     let wrong = pay_xml(
         &env,
         &key,
-        SignType::Md5,
-        None,
-        "V2PAY00003",
-        "o_v2",
-        400,
-        "4200009",
+        (SignType::Md5, None),
+        &Paid {
+            no: "V2PAY00003",
+            openid: "o_v2",
+            total: 400,
+            txid: "4200009",
+        },
     );
     let (s, body) = post_xml(&env, "/notify/pay", wrong).await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, SUCCESS_REPLY));
@@ -207,12 +222,13 @@ async fn v2_pay_notification_flow(b: Backend) {
     let other = pay_xml(
         &env,
         &key,
-        SignType::Md5,
-        None,
-        "V2PAY00004",
-        "o_x",
-        500,
-        "4200010",
+        (SignType::Md5, None),
+        &Paid {
+            no: "V2PAY00004",
+            openid: "o_x",
+            total: 500,
+            txid: "4200010",
+        },
     );
     post_xml(&env, "/notify/pay", other).await;
     assert_eq!(env.admin_order("V2PAY00004").await["state"], "REVIEW");
@@ -233,12 +249,13 @@ async fn v2_hmac_sha256_flow_refuses_a_downgrade(b: Backend) {
     let md5 = pay_xml(
         &env,
         &key,
-        SignType::Md5,
-        Some(SignType::Md5),
-        "V2HMAC0001",
-        "o_v2h",
-        300,
-        "4200001",
+        (SignType::Md5, Some(SignType::Md5)),
+        &Paid {
+            no: "V2HMAC0001",
+            openid: "o_v2h",
+            total: 300,
+            txid: "4200001",
+        },
     );
     let (s, body) = post_xml(&env, "/notify/pay", md5).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
