@@ -200,6 +200,10 @@ async fn v2_pay_notification_flow(b: Backend) {
     let (s, body) = post_xml(&env, "/notify/pay", "{\"id\":\"x\"}".into()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(is_fail(&body), "{body}");
+    // Over the body limit: refused from its announced length, in XML too.
+    let (s, body) = post_xml(&env, "/notify/pay", "x".repeat(70_000)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(is_fail(&body), "{body}");
 
     // An authentic payment that does not match the order (amount) goes to review, once.
     env.create_order("o_v2", "V2PAY00003", 500, 1800).await;
@@ -332,7 +336,8 @@ async fn v2_refund_over_mutual_tls_and_req_info_notification(b: Backend) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let order = loop {
         let o = env.admin_order("V2REFD0001").await;
-        if o["refunds"][0]["state"] == "SUCCESS" {
+        // The back-office view is three reads (order, events, refunds): wait for all of them.
+        if o["refunds"][0]["state"] == "SUCCESS" && o["refunded"] == 400 {
             break o;
         }
         assert!(

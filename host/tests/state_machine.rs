@@ -24,7 +24,8 @@ on_both!(
     closed_order_is_rechecked_once,
     double_payment_is_flagged,
     replicas_reconcile_without_repeating,
-    errors_are_typed
+    errors_are_typed,
+    back_office_view_is_one_snapshot
 );
 
 fn no_auto_refunds() -> SimulatorOptions {
@@ -469,5 +470,50 @@ async fn errors_are_typed(b: Backend) {
     env.stop_host().await;
     env.start_host().await;
     assert_eq!(env.admin_order("ERRORS0001").await["state"], "CREATED");
+    env.finish().await;
+}
+
+/// The back-office view of an order is read in one snapshot: while refunds complete in the
+/// background, every view's amounts agree with its own refund list (refunded = the `SUCCESS`
+/// refunds, reserved = the ones not final). Three separate reads could show a refund
+/// `SUCCESS` next to an order that has not counted it yet.
+async fn back_office_view_is_one_snapshot(b: Backend) {
+    let env = Env::new(b).await;
+    env.ordered("o_snap", "SNAPSHOT01", 1000).await;
+    env.sim.pay("SNAPSHOT01").unwrap();
+    env.wait_state("SNAPSHOT01", "PAID", 10).await;
+    for i in 0..5 {
+        let (s, v) = refund(&env, "SNAPSHOT01", 100, &format!("RFSNAP{i:04}")).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    let sum = |o: &Value, states: &[&str]| -> i64 {
+        o["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| states.contains(&r["state"].as_str().unwrap()))
+            .map(|r| r["amount"].as_i64().unwrap())
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut views = 0;
+    loop {
+        let o = env.admin_order("SNAPSHOT01").await;
+        views += 1;
+        assert_eq!(o["refunded"].as_i64(), Some(sum(&o, &["SUCCESS"])), "{o}");
+        assert_eq!(
+            o["refund_pending"].as_i64(),
+            Some(sum(&o, &["PENDING", "PROCESSING", "ABNORMAL"])),
+            "{o}"
+        );
+        if o["refunded"] == 500 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refunds never completed: {o}"
+        );
+    }
+    assert!(views > 1, "the view was read while the refunds completed");
     env.finish().await;
 }

@@ -115,9 +115,11 @@ pub(super) async fn create_order(
 }
 
 async fn full_order(s: &AppState, no: &str) -> Result<AdminOrderView, AppError> {
-    let order = s.store.order(no).await?.ok_or(AppError::NotFound)?;
-    let events = s.store.order_events(no).await?;
-    let refunds = s.store.refunds(no).await?;
+    let (order, events, refunds) = s
+        .store
+        .order_snapshot(no)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(AdminOrderView {
         order: OrderView::from(&order),
         openid: order.openid,

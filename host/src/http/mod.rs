@@ -150,7 +150,7 @@ fn finish(router: Router<AppState>, state: AppState, edge: Arc<Edge>) -> Router 
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
-            limit,
+            (limit, state.wechat.v2().is_some()),
             refuse_announced_oversize,
         ))
         .layer(axum::Extension(edge))
@@ -168,7 +168,7 @@ fn finish(router: Router<AppState>, state: AppState, edge: Arc<Edge>) -> Router 
 /// by trickling an oversized body. Bodies without a length are still cut off at the limit by
 /// `DefaultBodyLimit` while they are read.
 async fn refuse_announced_oversize(
-    State(limit): State<usize>,
+    State((limit, v2)): State<(usize, bool)>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -180,8 +180,12 @@ async fn refuse_announced_oversize(
     if announced.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
         // WeChat is answered in its own shape, API clients in theirs.
         if req.uri().path().starts_with("/notify/") {
-            return NotifyError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large")
-                .into_response();
+            let e = NotifyError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return if v2 {
+                notify::v2_reply(Err(e))
+            } else {
+                e.into_response()
+            };
         }
         return AppError::PayloadTooLarge.into_response();
     }

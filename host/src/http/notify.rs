@@ -218,7 +218,7 @@ async fn record_payment(
 
 /// WeChat's APIv2 answer to a notification: `SUCCESS` once recorded, else `FAIL` with the
 /// same status an APIv3 notification would get (WeChat redelivers after a `FAIL`).
-fn v2_reply(r: Result<(), NotifyError>) -> Response {
+pub(super) fn v2_reply(r: Result<(), NotifyError>) -> Response {
     let (status, body) = match r {
         Ok(()) => (StatusCode::OK, reply_xml(true, "OK")),
         Err(e) => (e.status, reply_xml(false, e.message)),

@@ -512,6 +512,82 @@ impl Store {
         })
     }
 
+    /// An order with its history and refunds, read in one snapshot (one read transaction,
+    /// `REPEATABLE READ` on PostgreSQL), so that the amounts, the events and the refunds shown
+    /// together agree with each other even while the order is being written.
+    ///
+    /// # Errors
+    /// Database failure or a corrupt row.
+    pub async fn order_snapshot(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<Option<(Order, Vec<OrderEventRow>, Vec<Refund>)>> {
+        macro_rules! reads {
+            ($tx:expr) => {{
+                use sqlx::Row as _;
+                let order_sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"
+                ));
+                let Some(r) = sqlx::query(order_sql)
+                    .bind(out_trade_no)
+                    .fetch_optional(&mut *$tx)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let order = order_row!(r);
+                let rows = sqlx::query(
+                    "SELECT at, kind, from_state, to_state, detail FROM order_events \
+                     WHERE out_trade_no = $1 ORDER BY id",
+                )
+                .bind(out_trade_no)
+                .fetch_all(&mut *$tx)
+                .await?;
+                let mut events = Vec::with_capacity(rows.len());
+                for r in rows {
+                    events.push(OrderEventRow {
+                        at: r.try_get("at")?,
+                        kind: r.try_get("kind")?,
+                        from_state: r.try_get("from_state")?,
+                        to_state: r.try_get("to_state")?,
+                        detail: r.try_get("detail")?,
+                    });
+                }
+                let refund_sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {REFUND_COLUMNS} FROM refunds WHERE out_trade_no = $1 \
+                     ORDER BY created_at, out_refund_no"
+                ));
+                let rows = sqlx::query(refund_sql)
+                    .bind(out_trade_no)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                let mut refunds = Vec::with_capacity(rows.len());
+                for r in rows {
+                    refunds.push(refund_row!(r));
+                }
+                Ok(Some((order, events, refunds)))
+            }};
+        }
+        match &self.backend {
+            // A deferred transaction in WAL mode reads one snapshot from its first read.
+            Backend::Sqlite { pool, .. } => {
+                let mut tx = pool.begin().await?;
+                let out: Result<_> = reads!(tx);
+                tx.rollback().await?;
+                out
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                let out: Result<_> = reads!(tx);
+                tx.rollback().await?;
+                out
+            }
+        }
+    }
+
     /// The history of an order, oldest first.
     ///
     /// # Errors
