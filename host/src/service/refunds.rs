@@ -9,7 +9,7 @@ use crate::domain::{
     Amount, Decision, Order, OrderEvent, OutRefundNo, Refund, RefundDecision, RefundEvent,
     RefundState, decide, decide_refund,
 };
-use crate::store::{NotificationRecord, StoreError, Tx};
+use crate::store::{BoxFuture, NotificationRecord, OwnedNotification, StoreError, Tx};
 use crate::wechat::{RefundRequest, UpstreamError};
 
 /// What applying a refund event did.
@@ -205,7 +205,7 @@ pub async fn apply(
     let Some(refund) = tx.refund_for_update(out_refund_no).await? else {
         return Ok(RefundOutcome::Missing);
     };
-    let out = decide_and_write(s, &mut tx, &order, &refund, event, note, now).await?;
+    let out = decide_and_write(first_check(s), &mut tx, &order, &refund, event, note, now).await?;
     if out != RefundOutcome::Duplicate {
         tx.commit().await?;
     }
@@ -213,7 +213,7 @@ pub async fn apply(
 }
 
 async fn decide_and_write(
-    s: &AppState,
+    first_check: i64,
     tx: &mut Tx,
     order: &Order,
     refund: &Refund,
@@ -221,7 +221,6 @@ async fn decide_and_write(
     note: Option<&NotificationRecord<'_>>,
     now: i64,
 ) -> Result<RefundOutcome, StoreError> {
-    let first_check = i64::try_from(s.config.reconcile_after.as_secs()).unwrap_or(60);
     let decision = decide_refund(refund, order, event, now, first_check);
     let label = match &decision {
         RefundDecision::Change { kind, .. } => *kind,
@@ -291,15 +290,51 @@ pub async fn apply_notice(
     if notice.mchid != s.config.mchid {
         return Ok(Err(NoticeRefused::Foreign));
     }
+    if s.store.notification_seen(note.id).await? {
+        return Ok(Ok(RefundOutcome::Duplicate));
+    }
+    let now = s.now();
+    let first_check = first_check(s);
+    let (owned, owned_note) = (notice.clone(), OwnedNotification::from(note));
+    let out = s
+        .store
+        .write(
+            move |tx: &mut Tx| -> BoxFuture<'_, Result<Noticed, StoreError>> {
+                Box::pin(async move {
+                    notice_locked(tx, &owned, &owned_note.record(), now, first_check).await
+                })
+            },
+        )
+        .await?;
+    if out == Err(NoticeRefused::NotPaidYet) {
+        check_order_now(s, &notice.out_trade_no, now).await?;
+    }
+    Ok(out)
+}
+
+/// What [`notice_locked`] decided.
+type Noticed = Result<RefundOutcome, NoticeRefused>;
+
+/// [`apply_notice`]'s transaction: on the locked order (then refund), a known refund moves by
+/// the event; an unknown one (merchant console) is created first. Nothing is written for a
+/// notification already recorded, so a duplicate never follows writes.
+async fn notice_locked(
+    tx: &mut Tx,
+    notice: &RefundNotice,
+    note: &NotificationRecord<'_>,
+    now: i64,
+    first_check: i64,
+) -> Result<Noticed, StoreError> {
     let event = RefundEvent::Status {
         status: &notice.refund_status,
         refund_id: notice.refund_id.as_deref(),
     };
-    let now = s.now();
-    let mut tx = s.store.begin().await?;
     let Some(order) = tx.order_for_update(&notice.out_trade_no).await? else {
         return Ok(Err(NoticeRefused::UnknownOrder));
     };
+    if tx.notification_recorded(note.id).await? {
+        return Ok(Ok(RefundOutcome::Duplicate));
+    }
     let out = match tx.refund_for_update(&notice.out_refund_no).await? {
         Some(refund) => {
             if refund.out_trade_no != notice.out_trade_no || refund.amount != notice.amount.refund {
@@ -307,7 +342,7 @@ pub async fn apply_notice(
                     "refund notification does not match the recorded refund");
                 return Ok(Err(NoticeRefused::Mismatch));
             }
-            decide_and_write(s, &mut tx, &order, &refund, &event, Some(note), now).await?
+            decide_and_write(first_check, tx, &order, &refund, &event, Some(note), now).await?
         }
         None => {
             let ext = OrderEvent::ExternalRefund {
@@ -319,11 +354,7 @@ pub async fn apply_notice(
                     kind,
                     detail,
                 } => (order, kind, detail),
-                _ => {
-                    drop(tx);
-                    check_order_now(s, &notice.out_trade_no, now).await?;
-                    return Ok(Err(NoticeRefused::NotPaidYet));
-                }
+                _ => return Ok(Err(NoticeRefused::NotPaidYet)),
             };
             let refund = Refund {
                 out_refund_no: notice.out_refund_no.clone(),
@@ -352,13 +383,15 @@ pub async fn apply_notice(
             .await?;
             tracing::warn!(out_refund_no = %refund.out_refund_no,
                 "refund made outside the host (merchant console) recorded");
-            decide_and_write(s, &mut tx, &reserved, &refund, &event, Some(note), now).await?
+            decide_and_write(first_check, tx, &reserved, &refund, &event, Some(note), now).await?
         }
     };
-    if out != RefundOutcome::Duplicate {
-        tx.commit().await?;
-    }
     Ok(Ok(out))
+}
+
+/// The first query of an accepted refund, this long after it (`WXPAY_RECONCILE_AFTER_SECS`).
+fn first_check(s: &AppState) -> i64 {
+    i64::try_from(s.config.reconcile_after.as_secs()).unwrap_or(60)
 }
 
 /// Makes the reconciler look at an order now (e.g. a refund arrived for an order whose

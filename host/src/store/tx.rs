@@ -322,6 +322,20 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether notification `id` is recorded (seen from inside the transaction).
+    ///
+    /// # Errors
+    /// Database failure.
+    pub async fn notification_recorded(&mut self, id: &str) -> Result<bool> {
+        on!(self, c => {
+            let n: Option<i32> = sqlx::query_scalar("SELECT 1 FROM notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(c)
+                .await?;
+            Ok(n.is_some())
+        })
+    }
+
     /// Records a notification with what it did; `false` if its id was already recorded (a
     /// redelivery), in which case the caller must write nothing else.
     ///
