@@ -356,14 +356,19 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, so it holds the write lock from
-    /// its first statement and never fails on a read-to-write upgrade).
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE` on the single writer's connection,
+    /// so it holds the write lock from its first statement, never fails on a read-to-write
+    /// upgrade, and waits for its turn in a queue rather than in SQLite's busy handler).
     ///
     /// # Errors
     /// The database is unreachable or busy past its timeout.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match &self.backend {
-            Backend::Sqlite { pool, .. } => Tx::sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            // The writer's one connection: transactions queue for it (fairly, without the
+            // busy handler's sleeps) between the writer's batches.
+            Backend::Sqlite { writer, .. } => {
+                Tx::sqlite(writer.pool().begin_with("BEGIN IMMEDIATE").await?)
+            }
             Backend::Postgres(pool) => Tx::postgres(pool.begin().await?),
         })
     }

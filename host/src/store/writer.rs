@@ -84,6 +84,13 @@ impl Writer {
         }
     }
 
+    /// The pool of the one write connection: [`super::Store::begin`] takes it too, so every
+    /// SQLite write transaction waits its turn in this pool's fair queue instead of in SQLite's
+    /// sleeping busy handler.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the writer's connection (after the batch in progress): later writes fail.
     pub(super) async fn close(&self) {
         self.pool.close().await;
