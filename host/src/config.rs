@@ -306,12 +306,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the first missing or malformed variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let file = match std::env::var("WXPAY_CONFIG") {
-            Ok(path) => Some(read_toml(&path)?),
-            Err(_) => None,
-        };
-        let env = |k: &str| std::env::var(k).ok();
-        Self::from_sources(&env, file.as_ref())
+        from_process(Self::from_sources)
     }
 
     /// Loads the configuration from a variable lookup and an optional parsed TOML file.
@@ -513,12 +508,7 @@ impl DoctorConfig {
     /// # Errors
     /// [`ConfigError`] naming an unreadable file.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let file = match std::env::var("WXPAY_CONFIG") {
-            Ok(path) => Some(read_toml(&path)?),
-            Err(_) => None,
-        };
-        let env = |k: &str| std::env::var(k).ok();
-        Self::from_sources(&env, file.as_ref())
+        from_process(Self::from_sources)
     }
 
     /// Loads the doctor's settings from a variable lookup and an optional parsed TOML file.
@@ -574,6 +564,18 @@ fn platform_source(src: &Source<'_>) -> Result<PlatformKeySource, ConfigError> {
             format!("{other:?}: must be certificate, public_key or combined"),
         )),
     }
+}
+
+/// Runs `load` on the process environment and the TOML file named by `WXPAY_CONFIG` (if set).
+fn from_process<T>(
+    load: impl FnOnce(&Lookup<'_>, Option<&BTreeMap<String, String>>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let file = match std::env::var("WXPAY_CONFIG") {
+        Ok(path) => Some(read_toml(&path)?),
+        Err(_) => None,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    load(&env, file.as_ref())
 }
 
 struct Source<'a> {
