@@ -388,7 +388,7 @@ impl WechatClient {
                     .await;
                 let resp = match res {
                     Ok(r) => r,
-                    Err(e) => return Try::Retry(UpstreamError::Transport(transport(&e))),
+                    Err(e) => return Try::Retry(UpstreamError::Transport(transport(&e, secapi))),
                 };
                 let status = resp.status().as_u16();
                 let body = match resp.bytes().await {
@@ -599,11 +599,11 @@ impl WechatClient {
 }
 
 /// A transport error's text; a failed TLS handshake at `/secapi/` is most often a missing or
-/// wrong client certificate, so say so.
-fn transport(e: &reqwest::Error) -> String {
+/// wrong client certificate, so say so there.
+fn transport(e: &reqwest::Error, secapi: bool) -> String {
     let text = e.to_string();
-    if e.is_connect() {
-        format!("{text} (for /secapi/: is WXPAY_V2_CLIENT_CERT_FILE the merchant API certificate?)")
+    if secapi && e.is_connect() {
+        format!("{text} (is WXPAY_V2_CLIENT_CERT_FILE the merchant API certificate?)")
     } else {
         text
     }
