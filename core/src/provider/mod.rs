@@ -1,7 +1,9 @@
-//! The RSA primitives, behind a provider trait (like rustls' `CryptoProvider`).
+//! The cryptographic primitives, behind a provider trait (like rustls' `CryptoProvider`).
 //!
 //! The core builds every message, encoding and policy itself; a provider only performs the four
-//! RSA operations WeChat Pay needs, on keys it parsed once:
+//! RSA operations WeChat Pay needs, on keys it parsed once, and may take over the symmetric
+//! primitives (AES-256-GCM decryption, MD5, HMAC-SHA256) where its platform does them faster
+//! than the core's own RustCrypto code:
 //!
 //! | provider | where | timing |
 //! | --- | --- | --- |
@@ -54,6 +56,20 @@ pub trait CryptoProvider: Send + Sync + core::fmt::Debug {
         _ciphertext_and_tag: &[u8],
     ) -> Option<Result<Zeroizing<Vec<u8>>>> {
         None
+    }
+
+    /// MD5 of the concatenation of `parts` (APIv2 `MD5` signatures, the `req_info` key).
+    ///
+    /// The default is the core's RustCrypto implementation; a provider overrides it where its
+    /// platform is faster (from wasm, `node:crypto`). Providers must produce the same digest.
+    fn md5(&self, parts: &[&[u8]]) -> [u8; 16] {
+        rustcrypto::md5(parts)
+    }
+
+    /// HMAC-SHA256 keyed with `key` (any length) over the concatenation of `parts` (APIv2
+    /// `HMAC-SHA256` signatures). The default is the core's RustCrypto implementation.
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        rustcrypto::hmac_sha256(key, parts)
     }
 }
 

@@ -20,6 +20,32 @@ pub struct RustCrypto;
 /// The RustCrypto provider as a `&'static dyn CryptoProvider`-able value.
 pub static PROVIDER: RustCrypto = RustCrypto;
 
+/// MD5 of the concatenation of `parts` ([`CryptoProvider::md5`]'s default).
+#[must_use]
+pub fn md5(parts: &[&[u8]]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// HMAC-SHA256 over the concatenation of `parts` ([`CryptoProvider::hmac_sha256`]'s default).
+#[must_use]
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    // HMAC accepts keys of any length: this cannot fail.
+    let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
 fn check_size(bits: usize) -> Result<()> {
     if (MIN_BITS..=MAX_BITS).contains(&bits) {
         Ok(())

@@ -8,11 +8,9 @@ mod xml;
 pub use req_info::decrypt_req_info;
 pub use xml::{MAX_XML_LEN, parse_xml, reply_xml, to_xml};
 
+use crate::provider::{CryptoProvider, rustcrypto};
 use crate::{Error, Result};
-use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
 use serde::Serialize;
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -21,8 +19,15 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The merchant's APIv2 key (`key` in the merchant platform), zeroized on drop; `Debug`
 /// redacts it.
+///
+/// Its digests (MD5, HMAC-SHA256) run in the core unless a provider is attached with
+/// [`ApiV2Key::with_provider`].
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct ApiV2Key(Vec<u8>);
+pub struct ApiV2Key {
+    key: Vec<u8>,
+    #[zeroize(skip)]
+    provider: &'static dyn CryptoProvider,
+}
 
 impl fmt::Debug for ApiV2Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,11 +40,26 @@ impl ApiV2Key {
     /// so no length is enforced here.
     #[must_use]
     pub fn new(key: &str) -> Self {
-        Self(key.as_bytes().to_vec())
+        Self {
+            key: key.as_bytes().to_vec(),
+            provider: &rustcrypto::PROVIDER,
+        }
+    }
+
+    /// Computes the digests through `provider` ([`CryptoProvider::md5`],
+    /// [`CryptoProvider::hmac_sha256`]).
+    #[must_use]
+    pub fn with_provider(mut self, provider: &'static dyn CryptoProvider) -> Self {
+        self.provider = provider;
+        self
     }
 
     pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
+        &self.key
+    }
+
+    pub(crate) fn provider(&self) -> &'static dyn CryptoProvider {
+        self.provider
     }
 }
 
@@ -124,25 +144,10 @@ fn upper_hex(bytes: &[u8]) -> String {
 
 fn digest(canonical: &str, key: &ApiV2Key, sign_type: SignType) -> String {
     // The key is appended as `&key=KEY`, even when the canonical string is empty.
+    let parts: [&[u8]; 3] = [canonical.as_bytes(), b"&key=", key.expose()];
     match sign_type {
-        SignType::Md5 => {
-            let mut h = Md5::new();
-            h.update(canonical.as_bytes());
-            h.update(b"&key=");
-            h.update(key.expose());
-            upper_hex(&h.finalize())
-        }
-        SignType::HmacSha256 => {
-            // HMAC accepts keys of any length: this cannot fail.
-            let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
-                Ok(m) => m,
-                Err(_) => unreachable!("HMAC takes keys of any length"),
-            };
-            m.update(canonical.as_bytes());
-            m.update(b"&key=");
-            m.update(key.expose());
-            upper_hex(&m.finalize().into_bytes())
-        }
+        SignType::Md5 => upper_hex(&key.provider().md5(&parts)),
+        SignType::HmacSha256 => upper_hex(&key.provider().hmac_sha256(key.expose(), &parts)),
     }
 }
 
@@ -317,6 +322,51 @@ mod tests {
         assert_eq!(
             sign(&p, &ApiV2Key::new(KEY), SignType::Md5).sign,
             "9A0A8659F005D6984697E2CA0A9CF3B7"
+        );
+    }
+
+    /// A provider whose digests are constants: shows that signing goes through the key's
+    /// provider and only the digest comes from it.
+    #[derive(Debug)]
+    struct ConstDigests;
+
+    impl CryptoProvider for ConstDigests {
+        fn name(&self) -> &'static str {
+            "const"
+        }
+        fn private_key(&self, _: &[u8]) -> Result<Box<dyn crate::provider::RsaPrivateKey>> {
+            Err(Error::InvalidKey("none"))
+        }
+        fn public_key(&self, _: &[u8]) -> Result<Box<dyn crate::provider::RsaPublicKey>> {
+            Err(Error::InvalidKey("none"))
+        }
+        fn md5(&self, _: &[&[u8]]) -> [u8; 16] {
+            [0xab; 16]
+        }
+        fn hmac_sha256(&self, _: &[u8], _: &[&[u8]]) -> [u8; 32] {
+            [0x01; 32]
+        }
+    }
+
+    static CONST_DIGESTS: ConstDigests = ConstDigests;
+
+    #[test]
+    fn digests_come_from_the_keys_provider() {
+        let p = map(&[("appid", "wx1"), ("body", "b")]);
+        let k = ApiV2Key::new(KEY).with_provider(&CONST_DIGESTS);
+        let md5 = sign(&p, &k, SignType::Md5);
+        assert_eq!(md5.sign, "AB".repeat(16));
+        assert_eq!(md5.string_to_sign, "appid=wx1&body=b");
+        assert_eq!(sign(&p, &k, SignType::HmacSha256).sign, "01".repeat(32));
+        // The default provider is the core's own code.
+        assert_eq!(
+            sign(&p, &ApiV2Key::new(KEY), SignType::Md5).sign,
+            sign(
+                &p,
+                &ApiV2Key::new(KEY).with_provider(&rustcrypto::PROVIDER),
+                SignType::Md5
+            )
+            .sign
         );
     }
 

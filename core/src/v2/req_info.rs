@@ -6,7 +6,6 @@ use crate::b64;
 use crate::{Error, Result};
 use aes::Aes256;
 use cipher::{Array, BlockCipherDecrypt, KeyInit};
-use md5::{Digest, Md5};
 use zeroize::Zeroizing;
 
 /// Decrypts `req_info` to its XML text (`<root>…</root>`; parse it with [`super::parse_xml`]).
@@ -21,7 +20,7 @@ pub fn decrypt_req_info(req_info_b64: &str, key: &ApiV2Key) -> Result<String> {
     if data.is_empty() || data.len() % 16 != 0 {
         return Err(Error::Malformed("req_info is not whole AES blocks"));
     }
-    let digest = Md5::digest(key.expose());
+    let digest = key.provider().md5(&[key.expose()]);
     let mut hex_key = Zeroizing::new([0u8; 32]);
     for (i, b) in digest.iter().enumerate() {
         const HEX: &[u8; 16] = b"0123456789abcdef";
