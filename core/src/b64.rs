@@ -75,20 +75,23 @@ fn decode_public(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     let body = &b[..b.len() - pad];
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    let mut chunks = body.chunks_exact(4);
-    for c in &mut chunks {
-        let mut n = 0u32;
-        for &ch in c {
-            let v = TABLE[usize::from(ch)];
-            if v == INVALID {
-                return None;
-            }
-            n = (n << 6) | u32::from(v);
+    // Whole quads straight into a buffer of their final size: one table lookup per symbol and
+    // one validity test per quad (every valid symbol is below 64, `INVALID` is not), no
+    // per-byte capacity checks. Measurably faster in wasm at opt-level "z" than pushing.
+    let (quads, rest) = body.as_chunks::<4>();
+    let mut out = Vec::with_capacity(quads.len() * 3 + 2);
+    out.resize(quads.len() * 3, 0);
+    for (q, o) in quads.iter().zip(out.as_chunks_mut::<3>().0) {
+        let t = |i: usize| TABLE[usize::from(q[i])];
+        let v = [t(0), t(1), t(2), t(3)];
+        if (v[0] | v[1] | v[2] | v[3]) & 0xc0 != 0 {
+            return None;
         }
-        out.extend_from_slice(&n.to_be_bytes()[1..]);
+        let n =
+            u32::from(v[0]) << 18 | u32::from(v[1]) << 12 | u32::from(v[2]) << 6 | u32::from(v[3]);
+        let [_, x, y, z] = n.to_be_bytes();
+        *o = [x, y, z];
     }
-    let rest = chunks.remainder();
     if !rest.is_empty() {
         // 2 or 3 symbols before the padding: 1 or 2 bytes, unused low bits must be zero.
         let mut n = 0u32;
