@@ -65,7 +65,14 @@ size_profile=(
   CARGO_PROFILE_RELEASE_DEBUG=false
 )
 # The workspace asks for opt-level 3 on the core (native speed); for the .wasm size comes first.
-size_config=(--config 'profile.release.package.wxpay-core.opt-level="z"')
+# The digest crates are the exception: md-5 and sha2 at opt-level 3 are both faster and smaller
+# in the .wasm than at "z" (measured: v2Sign MD5 7.3 -> 6.3 us per call in Node 20, the module
+# 199,713 -> 198,806 B gzip -9).
+size_config=(
+  --config 'profile.release.package.wxpay-core.opt-level="z"'
+  --config 'profile.release.package.md-5.opt-level=3'
+  --config 'profile.release.package.sha2.opt-level=3'
+)
 log "cargo build wxpay-wasm (js) for wasm32"
 "${size_profile[@]}" cargo build "${size_config[@]}" -p wxpay-wasm --release \
   --target wasm32-unknown-unknown
