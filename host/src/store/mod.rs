@@ -278,6 +278,7 @@ macro_rules! bind_mutable {
             .bind(o.checks)
     }};
 }
+pub(crate) use bind_mutable;
 
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and runs the embedded migrations.

@@ -3,7 +3,7 @@
 
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use super::{ORDER_COLUMNS, REFUND_COLUMNS, Result, order_row, refund_row};
+use super::{ORDER_COLUMNS, REFUND_COLUMNS, Result, bind_mutable, order_row, refund_row};
 use crate::domain::{Order, Refund};
 
 enum Inner {
@@ -216,24 +216,13 @@ impl Tx {
     /// Database failure.
     pub async fn write_order(&mut self, o: &Order) -> Result<()> {
         on!(self, c => {
-            sqlx::query(
+            let q = sqlx::query(
                 "UPDATE orders SET state = $1, prepay_id = $2, prepay_expires_at = $3, \
                  transaction_id = $4, paid_amount = $5, refunded = $6, refund_pending = $7, \
                  review_reason = $8, double_payment = $9, updated_at = $10, \
                  next_check_at = $11, checks = $12 WHERE out_trade_no = $13",
-            )
-            .bind(o.state.as_str())
-            .bind(o.prepay_id.as_deref())
-            .bind(o.prepay_expires_at)
-            .bind(o.transaction_id.as_deref())
-            .bind(o.paid_amount)
-            .bind(o.refunded)
-            .bind(o.refund_pending)
-            .bind(o.review_reason.as_deref())
-            .bind(o.double_payment.as_deref())
-            .bind(o.updated_at)
-            .bind(o.next_check_at)
-            .bind(o.checks)
+            );
+            bind_mutable!(q, o)
             .bind(&o.out_trade_no)
             .execute(c)
             .await?;
