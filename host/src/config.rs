@@ -291,6 +291,10 @@ pub struct Config {
     pub upstream_retries: u32,
     /// `WXPAY_BODY_LIMIT_BYTES`: maximum request body (default 65536; 1024..=1048576).
     pub body_limit: usize,
+    /// `WXPAY_RECORDED_PAYMENTS`: how many committed payments this process remembers, so that a
+    /// repeat of one is answered without the database (default 32768; 0..=1048576, 0 turns it
+    /// off).
+    pub recorded_payments: usize,
     /// Listeners, timeouts and throttles of the internet-facing side.
     pub edge: Edge,
     /// `WXPAY_DATA_KEY`: 32-byte key sealing session keys at rest (default: derived from the
@@ -417,6 +421,7 @@ impl Config {
             )?),
             upstream_retries: src.bounded("WXPAY_UPSTREAM_RETRIES", 2, 0, 5)?,
             body_limit: src.bounded("WXPAY_BODY_LIMIT_BYTES", 65_536, 1_024, 1_048_576)?,
+            recorded_payments: src.bounded("WXPAY_RECORDED_PAYMENTS", 32_768, 0, 1_048_576)?,
             edge,
             data_key,
         })

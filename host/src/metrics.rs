@@ -27,6 +27,7 @@ struct Inner {
     upstream: BTreeMap<&'static str, Histogram>,
     reconciler: BTreeMap<&'static str, u64>,
     optimistic_retries: u64,
+    payments_known_in_memory: u64,
 }
 
 /// Process metrics. Cheap to clone.
@@ -75,10 +76,22 @@ impl Metrics {
         *self.inner().reconciler.entry(action).or_default() += 1;
     }
 
+    /// The number of notifications answered by [`Metrics::payment_known_in_memory`].
+    #[must_use]
+    pub fn payments_known_in_memory(&self) -> u64 {
+        self.inner().payments_known_in_memory
+    }
+
     /// Counts one lost race of PostgreSQL's optimistic write (the order changed between the
     /// read and the conditional write; read and decide again).
     pub fn optimistic_retry(&self) {
         self.inner().optimistic_retries += 1;
+    }
+
+    /// Counts one notification answered from the payments known to be recorded, without the
+    /// database.
+    pub fn payment_known_in_memory(&self) {
+        self.inner().payments_known_in_memory += 1;
     }
 
     /// Count of notifications with this kind and outcome (for tests).
@@ -159,6 +172,14 @@ impl Metrics {
              # TYPE wxpay_store_optimistic_retries_total counter\n\
              wxpay_store_optimistic_retries_total {}",
             inner.optimistic_retries
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wxpay_notifications_known_payment_total Payment notifications answered \
+             without the database: the payment was already recorded on the order.\n\
+             # TYPE wxpay_notifications_known_payment_total counter\n\
+             wxpay_notifications_known_payment_total {}",
+            inner.payments_known_in_memory
         );
         out
     }

@@ -59,6 +59,7 @@ pub fn simulator_config(
         http_timeout: Duration::from_secs(5),
         upstream_retries: 2,
         body_limit: 65_536,
+        recorded_payments: 32_768,
         edge: Edge::default(),
         data_key: None,
     }

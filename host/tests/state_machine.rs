@@ -23,6 +23,7 @@ on_both!(
     lost_notification_found_among_abandoned_orders,
     closed_order_is_rechecked_once,
     double_payment_is_flagged,
+    repeats_of_a_recorded_payment_skip_the_database,
     replicas_reconcile_without_repeating,
     errors_are_typed,
     back_office_view_is_one_snapshot
@@ -407,6 +408,82 @@ async fn double_payment_is_flagged(b: Backend) {
     assert_eq!(
         (o["state"].as_str(), events(&o, "double_payment")),
         (Some("PAID"), 1)
+    );
+    env.finish().await;
+}
+
+/// A repeat of a payment this process committed is answered without the database — and only
+/// that: another transaction id for the same order, or a payment for an unknown order, still
+/// reaches it. A replica that never saw the payment asks the database.
+async fn repeats_of_a_recorded_payment_skip_the_database(b: Backend) {
+    let env = Env::new(b).await;
+    env.ordered("o_mem", "MEMORY0001", 300).await;
+    let send = |id: &str, no: &str, txid: &str| {
+        let tx = env.transaction(no, "o_mem", 300, txid);
+        env.craft_notification(id, "TRANSACTION.SUCCESS", "transaction", &tx)
+    };
+    let known = || env.state().metrics.payments_known_in_memory();
+    let (h, body) = send("mem-1", "MEMORY0001", "TXMEM1");
+    assert_eq!(
+        env.send_notification("/notify/pay", &h, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(known(), 0);
+    // A repeat under a new notification id: from memory, nothing written.
+    let (h, body) = send("mem-2", "MEMORY0001", "TXMEM1");
+    assert_eq!(
+        env.send_notification("/notify/pay", &h, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(known(), 1);
+    // Another payment of the same order: recorded as a double payment.
+    let (h, body) = send("mem-3", "MEMORY0001", "TXMEM2");
+    assert_eq!(
+        env.send_notification("/notify/pay", &h, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(known(), 1);
+    let o = env.admin_order("MEMORY0001").await;
+    assert_eq!(
+        (o["transaction_id"].as_str(), o["double_payment"].as_str()),
+        (Some("TXMEM1"), Some("TXMEM2")),
+        "{o}"
+    );
+    assert_eq!(
+        (events(&o, "notify_paid"), events(&o, "double_payment")),
+        (1, 1),
+        "{o}"
+    );
+    // The same transaction id reported for an order we do not have: the database says so.
+    let (h, body) = send("mem-4", "NOSUCH0001", "TXMEM1");
+    assert_eq!(
+        env.send_notification("/notify/pay", &h, body).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // A second replica has not seen the payment: its first repeat reads the row, the next
+    // comes from its memory.
+    let replica = wxpay_host::AppState::new(env.config.clone()).await.unwrap();
+    let tx = env.transaction("MEMORY0001", "o_mem", 300, "TXMEM1");
+    for expected in [0, 1] {
+        let outcome = wxpay_host::service::payments::apply(
+            &replica,
+            &serde_json::from_value(tx.clone()).unwrap(),
+            wxpay_host::service::payments::Source::Notification {
+                id: &format!("mem-replica-{expected}"),
+                event_type: "TRANSACTION.SUCCESS",
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(outcome.label(), "duplicate");
+        assert_eq!(replica.metrics.payments_known_in_memory(), expected);
+    }
+    let o = env.admin_order("MEMORY0001").await;
+    assert_eq!(
+        (events(&o, "notify_paid"), events(&o, "double_payment")),
+        (1, 1),
+        "{o}"
     );
     env.finish().await;
 }

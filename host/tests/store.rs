@@ -59,6 +59,7 @@ async fn offline_state(url: &str) -> AppState {
         http_timeout: Duration::from_millis(200),
         upstream_retries: 0,
         body_limit: 65_536,
+        recorded_payments: 32_768,
         edge: wxpay_host::config::Edge::default(),
         data_key: None,
     };

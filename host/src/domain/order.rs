@@ -186,6 +186,17 @@ pub struct Order {
 }
 
 impl Order {
+    /// Whether this order has recorded the payment `transaction_id` (as its payment or as a
+    /// double payment). Once true it stays true in every later state, and every later report of
+    /// that payment decides [`Decision::Keep`] `duplicate`: the property test
+    /// `random_event_sequences_keep_the_invariants` checks both, and the service's in-memory
+    /// [`crate::service::payments::RecordedPayments`] relies on them.
+    #[must_use]
+    pub fn records_payment(&self, transaction_id: &str) -> bool {
+        self.transaction_id.as_deref() == Some(transaction_id)
+            || self.double_payment.as_deref() == Some(transaction_id)
+    }
+
     /// What can still be refunded (fen).
     #[must_use]
     pub fn refundable(&self) -> i64 {
@@ -528,9 +539,7 @@ fn decide_pay(order: &Order, mut next: Order, p: &Payment, via: Via) -> Decision
             }
         }
         S::Paid | S::Refunding | S::Refunded | S::Review => {
-            let known = order.transaction_id.as_deref() == Some(p.transaction_id.as_str())
-                || order.double_payment.as_deref() == Some(p.transaction_id.as_str());
-            if known {
+            if order.records_payment(&p.transaction_id) {
                 Decision::Keep {
                     outcome: "duplicate",
                 }

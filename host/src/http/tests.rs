@@ -46,6 +46,7 @@ async fn state() -> AppState {
         http_timeout: std::time::Duration::from_millis(200),
         upstream_retries: 0,
         body_limit: 1024,
+        recorded_payments: 32_768,
         edge: crate::config::Edge::default(),
         data_key: None,
     };

@@ -43,6 +43,8 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     /// Seals session keys at rest.
     pub data_key: users::DataKey,
+    /// Payments this process has seen committed ([`payments::RecordedPayments`]).
+    pub recorded_payments: payments::RecordedPayments,
 }
 
 impl std::ops::Deref for AppState {
@@ -101,6 +103,7 @@ impl AppState {
                 Err(e) => tracing::warn!(error = %e, "cannot download platform certificates yet"),
             }
         }
+        let recorded_payments = payments::RecordedPayments::new(config.recorded_payments);
         Ok(Self(Arc::new(Inner {
             config,
             store,
@@ -108,6 +111,7 @@ impl AppState {
             metrics,
             clock,
             data_key,
+            recorded_payments,
         })))
     }
 
@@ -179,7 +183,9 @@ pub enum Outcome {
         /// Why, safe to show.
         reason: String,
     },
-    /// This notification id was already recorded: nothing was written.
+    /// Already recorded: this notification id (found in the database), or this payment on this
+    /// order (known to this process from an earlier commit, [`payments::RecordedPayments`]).
+    /// Nothing was written.
     Duplicate,
     /// No such order.
     Missing,

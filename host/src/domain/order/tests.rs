@@ -594,6 +594,40 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
         for seen in &payments_seen {
             prop_assert!(recorded.contains(seen), "payment {} unrecorded", seen);
         }
+        // What the service's in-memory `RecordedPayments` relies on: the order's payment is
+        // recorded for good, and a repeat of a payment the order records is a duplicate. (A
+        // double payment can be displaced by a later one; its event stays, and a repeat of it
+        // would only flag it again.)
+        if let Some(first) = payments_seen.first() {
+            prop_assert!(
+                o.records_payment(first),
+                "payment {} forgotten: {:?}",
+                first,
+                o
+            );
+        }
+        for id in recorded.iter().filter(|id| o.records_payment(id)) {
+            for total in [100, 90] {
+                let p = Payment {
+                    transaction_id: id.clone(),
+                    ..payment("", total)
+                };
+                for via in [Via::Notify, Via::Query] {
+                    let d = decide(&o, &OrderEvent::Pay { payment: &p, via }, now);
+                    prop_assert!(
+                        matches!(
+                            d,
+                            Decision::Keep {
+                                outcome: "duplicate"
+                            }
+                        ),
+                        "repeat of {} decided {:?}",
+                        id,
+                        d
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
